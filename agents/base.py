@@ -1,0 +1,116 @@
+"""The agent protocol: what training, evaluation and probes may rely on.
+
+Evaluation never imports an agent's internals. It needs only:
+
+* ``initial_state(n)`` and ``act(obs, state, first, env) -> (actions, state, extras)``, where
+  ``first`` marks envs whose episode just began (recurrent agents reset their memory there),
+  ``env`` is the vector env being acted in (scripted oracles and planners read its true state /
+  functional core; learned agents must ignore it), and ``extras`` may hold ``features``
+  (activations for representation probes), ``value`` and ``reward_pred`` arrays with a leading
+  batch axis.
+* ``learn(env, ctx)`` for trainable agents, reporting through :class:`TrainContext`.
+* ``tensors()`` / ``load_tensors()`` plus ``state_json()`` / ``load_state_json()`` so that a
+  checkpoint is safetensors + JSON, loadable without pickle (see :mod:`.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+AgentKind = Literal["model-free", "model-based", "planning", "scripted"]
+
+
+class TrainContext(Protocol):
+    """What the harness offers a learning agent.
+
+    Attributes:
+        total_steps: env steps to reach (counted over all envs) by the end of ``learn``.
+        start_step: env steps already done (non-zero when resuming from a checkpoint).
+        seed: the agent's training seed (derived from the run's root seed).
+    """
+
+    total_steps: int
+    start_step: int
+    seed: int
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Record training metrics at ``step`` (metrics.jsonl, progress bar); may checkpoint."""
+        ...
+
+
+class Agent(ABC):
+    """Base class of every agent: the acting protocol, persistence and (optionally) learning.
+
+    Subclasses set ``name`` (registry key), ``kind``, ``Config`` (a frozen dataclass with
+    documented fields) and ``presets`` (named partial configs; ``debug`` is required and must train
+    in seconds).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[AgentKind]
+    Config: ClassVar[type]
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"debug": {}}
+    trainable: ClassVar[bool] = True
+    default_steps: ClassVar[int] = 100_000
+    """Default training budget in env steps when ``misgen train`` gets no ``--steps``."""
+
+    def __init__(self, config: Any, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+        self.config = config
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.seed = seed
+        self.steps_done = 0
+
+    # Acting -------------------------------------------------------------------------------------
+    def initial_state(self, n: int) -> Any:
+        """Recurrent state for ``n`` envs; ``None`` for memoryless agents."""
+        return None
+
+    @abstractmethod
+    def act(
+        self, obs: np.ndarray, state: Any, first: np.ndarray, env: gym.vector.VectorEnv | None = None
+    ) -> tuple[np.ndarray, Any, dict[str, np.ndarray]]:
+        """Actions for a batch of observations (deterministic given the agent's generator)."""
+
+    # Learning -----------------------------------------------------------------------------------
+    def num_envs(self) -> int:
+        """How many parallel envs ``learn`` wants."""
+        return int(getattr(self.config, "num_envs", 16))
+
+    def learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
+        """Train until ``ctx.total_steps`` env steps, calling ``ctx.report`` as it goes."""
+        raise NotImplementedError(f"agent {self.name!r} is not trainable")
+
+    # Persistence --------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """All weights and optimizer state needed to act and to resume training."""
+        return {}
+
+    def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`tensors`."""
+
+    def state_json(self) -> dict[str, Any]:
+        """Non-tensor state to save (step counters, normalizer statistics as lists...)."""
+        return {"steps_done": self.steps_done}
+
+    def load_state_json(self, data: Mapping[str, Any]) -> None:
+        self.steps_done = int(data.get("steps_done", 0))
+
+
+class SimpleContext:
+    """An in-memory :class:`TrainContext` for tests and benchmarks (no run directory)."""
+
+    def __init__(self, total_steps: int, start_step: int = 0, seed: int = 0) -> None:
+        self.total_steps = total_steps
+        self.start_step = start_step
+        self.seed = seed
+        self.history: list[tuple[int, dict[str, float]]] = []
+
+    def report(self, step: int, metrics: Mapping[str, float]) -> None:
+        self.history.append((step, dict(metrics)))

@@ -1,0 +1,149 @@
+"""Environment specs: splits and candidate goals declared as data.
+
+An :class:`EnvSpec` is what the rest of the suite knows about an environment: how to build it for a
+split, which level seeds each split draws from (ranges that never overlap, so no test level was seen
+in training), and which goals an agent could be pursuing. Probes ask "which of these goals?", so the
+goals are part of the spec, not prose in a docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+
+from misgen.errors import unknown_choice
+
+GoalRole = Literal["intended", "proxy", "distractor"]
+SPLIT_NAMES = ("train", "test-iid", "test-shift")
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A candidate goal an agent might pursue.
+
+    Attributes:
+        name: key used in ``info["goal_pos"]`` / ``info["goal_reached"]`` and in rollouts.
+        role: ``intended`` (what the designer rewards), ``proxy`` (coincides with it in training),
+            or ``distractor``.
+        meaning: one line a researcher reads in tables.
+    """
+
+    name: str
+    role: GoalRole
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Split:
+    """One distribution of levels.
+
+    Attributes:
+        name: ``train``, ``test-iid`` (held-out levels, training goal distribution) or
+            ``test-shift`` (held-out levels where intended goal and proxy come apart).
+        seed_start: first level seed of the split's range.
+        seed_stop: one past the last level seed.
+        kwargs: environment config overrides that define the split (e.g. goal placement).
+    """
+
+    name: str
+    seed_start: int
+    seed_stop: int
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> range:
+        return range(self.seed_start, self.seed_stop)
+
+    def overlaps(self, other: Split) -> bool:
+        return self.seed_start < other.seed_stop and other.seed_start < self.seed_stop
+
+
+# Builds a batched env: (spec, split, num_envs, seed, overrides) -> VectorEnv
+VectorFactory = Callable[["EnvSpec", Split, int, int, Mapping[str, Any]], gym.vector.VectorEnv]
+# Builds a single env for gymnasium.make and the env checker: (spec, split, overrides) -> Env
+SingleFactory = Callable[["EnvSpec", Split, Mapping[str, Any]], gym.Env]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Everything the suite knows about one environment.
+
+    Attributes:
+        id: registry name, e.g. ``maze-cheese``.
+        gym_id: Gymnasium id, e.g. ``misgen/MazeCheese-v0`` (``split=`` is a make kwarg).
+        backend: ``native``, ``procgen`` or ``minigrid``.
+        description: one line for ``misgen envs``.
+        splits: split name -> :class:`Split`; at least train, test-iid and test-shift.
+        goals: candidate goals; exactly one is ``intended``.
+        knob: name of the config field that sets the fraction of training levels where intended
+            goal and proxy are disambiguated (e.g. ``cheese_random_fraction``).
+        make_vector: factory for the batched env.
+        make_single: factory for one (non-batched) env, used by ``gymnasium.make``.
+        config_type: the env's frozen config dataclass (documented fields; ``--set`` targets).
+        make_core: for native envs, a factory ``config -> functional core`` that planners and
+            counterfactual probes may branch; ``None`` for external backends.
+        requires: importable modules the backend needs (e.g. ``("procgen",)``); tests and
+            ``misgen envs`` mark the env unavailable when one is missing.
+    """
+
+    id: str
+    gym_id: str
+    backend: str
+    description: str
+    splits: Mapping[str, Split]
+    goals: tuple[Goal, ...]
+    knob: str | None
+    make_vector: VectorFactory
+    make_single: SingleFactory
+    config_type: type | None = None
+    make_core: Callable[[Any], Any] | None = None
+    requires: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        missing = [s for s in SPLIT_NAMES if s not in self.splits]
+        if missing:
+            raise ValueError(f"env {self.id!r} lacks splits {missing}")
+        names = list(self.splits)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if self.splits[a].overlaps(self.splits[b]):
+                    raise ValueError(f"env {self.id!r}: splits {a!r} and {b!r} share level seeds")
+        if sum(g.role == "intended" for g in self.goals) != 1:
+            raise ValueError(f"env {self.id!r} must declare exactly one intended goal")
+
+    def available(self) -> bool:
+        """Whether the backend's optional dependencies are importable here."""
+        import importlib.util
+
+        return all(importlib.util.find_spec(m) is not None for m in self.requires)
+
+    @property
+    def intended_goal(self) -> Goal:
+        return next(g for g in self.goals if g.role == "intended")
+
+    @property
+    def proxy_goals(self) -> tuple[Goal, ...]:
+        return tuple(g for g in self.goals if g.role == "proxy")
+
+    @property
+    def goal_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.goals)
+
+    def split(self, name: str) -> Split:
+        try:
+            return self.splits[name]
+        except KeyError:
+            raise unknown_choice(f"split for env {self.id!r}:", name, self.splits) from None
+
+    def make(
+        self,
+        split: str,
+        num_envs: int,
+        seed: int,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> gym.vector.VectorEnv:
+        """Build a batched env on ``split`` whose level sampling is seeded by ``seed``."""
+        return self.make_vector(self, self.split(split), num_envs, seed, dict(overrides or {}))

@@ -1,0 +1,1 @@
+"""Benchmarks (``misgen bench``): speed targets measured as ratios within one process."""

@@ -1,0 +1,36 @@
+"""``misgen bench envs|agents``: throughput benchmarks, printed as rich tables and written as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    bench = typer.Typer(help="Speed benchmarks (rich table + JSON).", no_args_is_help=True)
+
+    @bench.command("envs")
+    def bench_envs(
+        out: Path = typer.Option(Path("runs/bench/envs.json"), help="Where to write the JSON results."),
+        seconds: float = typer.Option(2.0, help="Measuring time per (env, batch size)."),
+        envs: str = typer.Option("", help="Comma-separated env ids (default: all available)."),
+    ) -> None:
+        """Steps/s of every env at batch sizes 1, 16, 256 beside procgen and MiniGrid references."""
+        from misgen.bench.envs import run_env_bench
+
+        run_env_bench(out=out, seconds=seconds, env_ids=[e for e in envs.split(",") if e])
+
+    @bench.command("agents")
+    def bench_agents(
+        env: str = typer.Option("maze-cheese", help="Env to benchmark the agents on."),
+        out: Path = typer.Option(Path("runs/bench/agents.json"), help="Where to write the JSON results."),
+        seconds: float = typer.Option(20.0, help="Training time per agent."),
+        agents: str = typer.Option("", help="Comma-separated agents (default: all trainable)."),
+    ) -> None:
+        """Env-steps/s and updates/s of each agent class (and planner decisions/s) in one run."""
+        from misgen.bench.agents import run_agent_bench
+
+        run_agent_bench(env_id=env, out=out, seconds=seconds, agent_names=[a for a in agents.split(",") if a])
+
+    app.add_typer(bench, name="bench")

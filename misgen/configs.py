@@ -1,0 +1,107 @@
+"""Typed, frozen config dataclasses: presets and ``--set key=value`` overrides.
+
+Every agent (and env) has one frozen dataclass whose field docstrings say what each knob does.
+Overrides arrive as strings from the CLI; they are parsed against the field's declared type so that
+``--set lr=3e-4`` becomes a float and ``--set nonsense=1`` is a one-line error naming valid fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from misgen.errors import MisgenError
+
+
+def field_names(config_type: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_type)]
+
+
+def _parse_value(raw: str, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise MisgenError(f"bad value for {where}: {raw!r} is not a boolean (true/false)")
+    if annotation is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise MisgenError(f"bad value for {where}: {raw!r} is not an integer") from None
+    if annotation is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise MisgenError(f"bad value for {where}: {raw!r} is not a number") from None
+    if annotation is str:
+        return raw
+    if origin is typing.Literal:
+        if raw not in [str(a) for a in args]:
+            raise MisgenError(f"bad value for {where}: {raw!r}; valid: {', '.join(map(str, args))}")
+        return next(a for a in args if str(a) == raw)
+    if origin in (tuple, list, Sequence):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = [v for v in raw.split(",") if v]
+        inner = args[0] if args else str
+        return tuple(_parse_value(str(v), inner, where) for v in value)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if raw.lower() == "none" and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _parse_value(raw, arg, where)
+            except MisgenError:
+                continue
+        raise MisgenError(f"bad value for {where}: {raw!r}")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "env.size=9"]`` -> ``{"a": "1", "env.size": "9"}``; malformed pairs are errors."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise MisgenError(f"bad --set {pair!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def build_config(config_type: type, base: Mapping[str, Any], overrides: Mapping[str, str], what: str) -> Any:
+    """Instantiate ``config_type`` from ``base`` values and string ``overrides`` (typed, checked)."""
+    hints = typing.get_type_hints(config_type)
+    names = field_names(config_type)
+    values = dict(base)
+    for key, raw in overrides.items():
+        if key not in names:
+            raise MisgenError(f"unknown {what} option {key!r}; valid: {', '.join(names)}")
+        values[key] = _parse_value(raw, hints[key], f"{what} option {key!r}")
+    try:
+        return config_type(**values)
+    except (TypeError, ValueError) as err:
+        raise MisgenError(f"bad {what} config: {err}") from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(config_type: type, data: Mapping[str, Any]) -> Any:
+    """Rebuild a config saved with :func:`config_to_dict` (lists back to tuples)."""
+    names = set(field_names(config_type))
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    return config_type(**values)
