@@ -92,8 +92,8 @@ class Agent(ABC):
         """All weights and optimizer state needed to act and to resume training."""
         return {}
 
-    def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`tensors`."""
+    def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:  # noqa: B027 - optional hook
+        """Inverse of :meth:`tensors` (agents without weights keep this no-op)."""
 
     def state_json(self) -> dict[str, Any]:
         """Non-tensor state to save (step counters, normalizer statistics as lists...)."""

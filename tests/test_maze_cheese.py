@@ -79,7 +79,7 @@ def test_step_does_not_mutate_its_input_state():
 def test_truncation_at_max_steps():
     env = SPEC.make("train", 2, 0, {"max_steps": 5})
     env.reset(seed=0)
-    for t in range(5):
+    for _ in range(5):
         _, _, term, trunc, info = env.step(np.array([2, 2]))  # walk into the left wall
     assert trunc.all() and not term.any()
     assert list(info["final_info"]["outcome"]) == ["timeout", "timeout"]

@@ -1,0 +1,155 @@
+"""Loading runs and their probe results into flat rows, and aggregating them over seeds.
+
+A *row* is one metric of one probe at one checkpoint of one run, with its episode-level interval.
+Aggregation groups rows by (env, agent, probe, metric) at each run's final probed checkpoint and
+reports the mean over seeds with a bootstrap interval over seeds (when there are >= 2 seeds) next to
+the per-seed values, so the spread between seeds is visible and not hidden in an average.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from misgen.probes.stats import Estimate, bootstrap
+from misgen.runstore import Run, find_runs
+
+MIN_EPISODES = 100
+"""Probe results over fewer episodes than this are flagged in the report."""
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    env: str
+    agent: str
+    kind: str
+    seed: int
+    run: str
+    step: int
+    probe: str
+    version: int | str
+    metric: str
+    estimate: Estimate
+    higher_is_better: bool | None
+    episodes: int
+    preset: str | None
+
+
+@dataclass
+class RunRecord:
+    run: Run
+    rows: list[MetricRow] = field(default_factory=list)
+    probes: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def final_step(self) -> int | None:
+        return max(self.probes) if self.probes else None
+
+    @property
+    def flags(self) -> list[str]:
+        out = []
+        preset = self.run.config.get("preset")
+        if preset == "debug":
+            out.append("debug preset")
+        if self.run.status != "complete":
+            out.append(f"status {self.run.status}")
+        if self.final_step is not None:
+            episodes = int(self.probes[self.final_step].get("episodes", 0))
+            if episodes < MIN_EPISODES:
+                out.append(f"only {episodes} episodes")
+        return out
+
+
+def _probe_entries(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Probe name -> entry from a ``probes/step_N.json`` (list or mapping form)."""
+    probes = result.get("probes", {})
+    if isinstance(probes, list):
+        return {p["name"]: p for p in probes}
+    return dict(probes)
+
+
+def load_records(paths: list[Path | str]) -> list[RunRecord]:
+    """Every run under ``paths`` with its probe results flattened into rows."""
+    records = []
+    for run in find_runs(paths):
+        record = RunRecord(run, probes=run.probe_results())
+        kind = str(run.info.get("kind", ""))
+        for step, result in record.probes.items():
+            episodes = int(result.get("episodes", 0))
+            for name, entry in _probe_entries(result).items():
+                hib = entry.get("higher_is_better", {})
+                for metric, value in entry.get("metrics", {}).items():
+                    if not isinstance(value, dict) or "mean" not in value:
+                        continue
+                    record.rows.append(
+                        MetricRow(
+                            env=run.env_id,
+                            agent=run.agent_name,
+                            kind=kind,
+                            seed=run.seed,
+                            run=run.name,
+                            step=step,
+                            probe=name,
+                            version=entry.get("version", ""),
+                            metric=metric,
+                            estimate=Estimate.from_json(value),
+                            higher_is_better=hib.get(metric) if isinstance(hib, dict) else hib,
+                            episodes=episodes,
+                            preset=run.config.get("preset"),
+                        )
+                    )
+        records.append(record)
+    return records
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One (env, agent, probe, metric) cell: mean over seeds with an interval over seeds."""
+
+    env: str
+    agent: str
+    kind: str
+    probe: str
+    metric: str
+    higher_is_better: bool | None
+    over_seeds: Estimate
+    per_seed: tuple[tuple[int, Estimate], ...]
+    flags: tuple[str, ...]
+
+    @property
+    def cell(self) -> str:
+        e = self.over_seeds
+        if e.n == 0 or np.isnan(e.mean):
+            return "n/a"
+        if len(self.per_seed) == 1:
+            only = self.per_seed[0][1]
+            return f"{only.mean:.2f} [{only.lo:.2f}, {only.hi:.2f}]"
+        return f"{e.mean:.2f} [{e.lo:.2f}, {e.hi:.2f}] ({len(self.per_seed)} seeds)"
+
+
+def aggregate(records: list[RunRecord]) -> list[Aggregate]:
+    """Aggregate each run's final probed checkpoint over seeds."""
+    groups: dict[tuple[str, str, str, str], list[tuple[MetricRow, RunRecord]]] = defaultdict(list)
+    for record in records:
+        final = record.final_step
+        for row in record.rows:
+            if row.step == final:
+                groups[(row.env, row.agent, row.probe, row.metric)].append((row, record))
+    out = []
+    for (env, agent, probe, metric), items in sorted(groups.items()):
+        per_seed = tuple(sorted((row.seed, row.estimate) for row, _ in items))
+        means = np.array([e.mean for _, e in per_seed if not np.isnan(e.mean)])
+        if len(per_seed) == 1:
+            over = per_seed[0][1]
+        elif len(means):
+            over = bootstrap(means, seed=0)
+        else:
+            over = Estimate(float("nan"), float("nan"), float("nan"), 0)
+        flags = sorted({f for _, rec in items for f in rec.flags})
+        first = items[0][0]
+        out.append(Aggregate(env, agent, first.kind, probe, metric, first.higher_is_better, over, per_seed, tuple(flags)))
+    return out
