@@ -138,50 +138,52 @@ def expand_grid(
 
 
 class JobBoard:
-    """The live table of jobs: queued / running / done / failed, with elapsed time and an ETA."""
+    """The live table of jobs: queued / running / done / failed, with elapsed time and an ETA.
+
+    Jobs are tracked by their position in the grid (a Job holds a dict and is not hashable).
+    """
 
     def __init__(self, jobs: Sequence[Job], workers: int) -> None:
         self.jobs = list(jobs)
         self.workers = workers
-        self.state = {job: "queued" for job in jobs}
-        self.started: dict[Job, float] = {}
-        self.results: dict[Job, JobResult] = {}
+        self.state = ["queued"] * len(self.jobs)
+        self.started: dict[int, float] = {}
+        self.results: dict[int, JobResult] = {}
         self.t0 = time.monotonic()
 
-    def start(self, job: Job, state: str = "running") -> None:
-        self.state[job] = state
-        self.started[job] = time.monotonic()
+    def start(self, i: int, state: str = "running") -> None:
+        self.state[i] = state
+        self.started[i] = time.monotonic()
 
-    def finish(self, result: JobResult) -> None:
-        self.state[result.job] = result.status
-        self.results[result.job] = result
+    def finish(self, i: int, result: JobResult) -> None:
+        self.state[i] = result.status
+        self.results[i] = result
 
     def eta(self) -> str:
         finished = [r.wall_s for r in self.results.values()]
-        left = sum(1 for s in self.state.values() if s in ("queued", "submitted", "running"))
+        left = sum(1 for s in self.state if s in ("queued", "submitted", "running"))
         if not finished or not left:
             return "-" if left else "0s"
         seconds = sum(finished) / len(finished) * left / max(1, self.workers)
         return f"{seconds / 60:.1f} min" if seconds > 90 else f"{seconds:.0f}s"
 
     def table(self) -> Table:
-        counts = {s: sum(1 for v in self.state.values() if v == s) for s in ("queued", "submitted", "running", "done", "failed")}
-        counts = {k: v for k, v in counts.items() if v or k in ("queued", "running", "done", "failed")}
+        counts = {s: self.state.count(s) for s in ("queued", "submitted", "running", "done", "failed")}
+        counts = {k: v for k, v in counts.items() if v or k != "submitted"}
         title = "  ".join(f"{k} {v}" for k, v in counts.items()) + f"   elapsed {time.monotonic() - self.t0:.0f}s   ETA {self.eta()}"
         table = Table(title=f"sweep: {title}")
         for col in ("job", "state", "time", "run / error"):
             table.add_column(col)
         colours = {"queued": "dim", "submitted": "cyan", "running": "yellow", "done": "green", "failed": "red"}
-        for job in self.jobs:
-            state = self.state[job]
-            result = self.results.get(job)
+        for i, job in enumerate(self.jobs):
+            result = self.results.get(i)
             if result is not None:
                 elapsed = f"{result.wall_s:.0f}s"
-                where = result.run_path or "" if result.status == "done" else (result.error or "").splitlines()[0]
+                where = (result.run_path or "") if result.status == "done" else (result.error or "").splitlines()[0]
             else:
-                elapsed = f"{time.monotonic() - self.started[job]:.0f}s" if job in self.started else ""
+                elapsed = f"{time.monotonic() - self.started[i]:.0f}s" if i in self.started else ""
                 where = ""
-            table.add_row(job.label, f"[{colours[state]}]{state}[/]", elapsed, where)
+            table.add_row(job.label, f"[{colours[self.state[i]]}]{self.state[i]}[/]", elapsed, where)
         return table
 
 
@@ -208,35 +210,35 @@ def run_sweep(
     with Live(board.table(), console=console, refresh_per_second=2, transient=False) as live:
         runner(jobs, board, live)
         live.update(board.table())
-    return [board.results[j] for j in jobs]
+    return [board.results[i] for i in range(len(jobs))]
 
 
 def _run_local(jobs: Sequence[Job], board: JobBoard, live: Live, workers: int) -> None:
     import multiprocessing
 
     if workers == 1:
-        for job in jobs:
-            board.start(job)
+        for i, job in enumerate(jobs):
+            board.start(i)
             live.update(board.table())
-            board.finish(run_job(job))
+            board.finish(i, run_job(job))
             live.update(board.table())
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: dict[Future[JobResult], Job] = {}
-        queue = list(jobs)
+        pending: dict[Future[JobResult], int] = {}
+        queue = list(range(len(jobs)))
         while queue or pending:
             while queue and len(pending) < workers:
-                job = queue.pop(0)
-                board.start(job)
-                pending[pool.submit(run_job, job)] = job
+                i = queue.pop(0)
+                board.start(i)
+                pending[pool.submit(run_job, jobs[i])] = i
             live.update(board.table())
             finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
-                job = pending.pop(future)
+                i = pending.pop(future)
                 try:
-                    board.finish(future.result())
+                    board.finish(i, future.result())
                 except Exception as err:  # noqa: BLE001 - e.g. a worker killed by the OS
-                    board.finish(JobResult(job, "failed", None, 0.0, error=f"{type(err).__name__}: {err}"))
+                    board.finish(i, JobResult(jobs[i], "failed", None, 0.0, error=f"{type(err).__name__}: {err}"))
             live.update(board.table())
 
 
@@ -251,18 +253,18 @@ def _run_ray(jobs: Sequence[Job], board: JobBoard, live: Live, cpus: int, addres
     try:
         remote = ray.remote(num_cpus=cpus)(run_job)
         refs = {}
-        for job in jobs:  # Ray queues tasks by their CPU request; "submitted" until a result arrives
-            refs[remote.remote(job)] = job
-            board.start(job, "submitted")
+        for i, job in enumerate(jobs):  # Ray queues tasks by their CPU request; "submitted" until done
+            refs[remote.remote(job)] = i
+            board.start(i, "submitted")
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
             for ref in done:
-                job = refs[ref]
+                i = refs[ref]
                 try:
-                    board.finish(ray.get(ref))
+                    board.finish(i, ray.get(ref))
                 except Exception as err:  # noqa: BLE001
-                    board.finish(JobResult(job, "failed", None, 0.0, error=f"{type(err).__name__}: {err}"))
+                    board.finish(i, JobResult(jobs[i], "failed", None, 0.0, error=f"{type(err).__name__}: {err}"))
             live.update(board.table())
     finally:
         if started_here:

@@ -18,11 +18,12 @@ import numpy as np  # noqa: E402
 
 from misgen.report.data import Aggregate, RunRecord  # noqa: E402
 
-AGENT_COLOURS = {"model-free": "#4c72b0", "model-based": "#55a868", "planning": "#c44e52", "scripted": "#8c8c8c"}
+AGENT_NAME_COLOURS = {"ppo": "#4c72b0", "dreamer": "#55a868", "planner": "#c44e52", "oracle-intended": "#b8b8b8", "oracle-proxy": "#7a7a7a"}
 
 
-def _colour(kind: str, i: int) -> str:
-    return AGENT_COLOURS.get(kind, plt.cm.tab10(i % 10))
+def _colour(kind: str, i: int, agent: str = "") -> Any:
+    """Stable colours: the three agent classes and the two reference oracles by name, else tab10."""
+    return AGENT_NAME_COLOURS.get(agent) or plt.cm.tab10(i % 10)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -55,7 +56,7 @@ def grouped_bars(cells: list[Aggregate], groups: list[str], title: str, ylabel: 
             lo.append(max(0.0, e.mean - e.lo) if not np.isnan(e.lo) else 0.0)
             hi.append(max(0.0, e.hi - e.mean) if not np.isnan(e.hi) else 0.0)
         kind = next(c.kind for c in cells if c.agent == agent)
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=agent, color=_colour(kind, i), alpha=0.9 if kind != "scripted" else 0.45)
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=agent, color=_colour(kind, i, agent), hatch="//" if kind == "scripted" else None, edgecolor="white")
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -78,7 +79,7 @@ def training_curves(records: list[RunRecord], path: Path) -> Path | None:
         values = [m[key] for m in curve if key in m]
         i = agents.setdefault(record.run.agent_name, len(agents))
         label = record.run.agent_name if sum(1 for r in records[: records.index(record)] if r.run.agent_name == record.run.agent_name) == 0 else None
-        ax.plot(steps, values, color=_colour(str(record.run.info.get("kind", "")), i), alpha=0.8, label=label)
+        ax.plot(steps, values, color=_colour(str(record.run.info.get("kind", "")), i, record.run.agent_name), alpha=0.8, label=label)
         drawn += 1
     if not drawn:
         plt.close(fig)
@@ -99,7 +100,9 @@ def heatmap_grid(maps: list[tuple[str, np.ndarray, list[tuple[str, tuple[int, in
     fig, axes = plt.subplots(1, len(maps), figsize=(3.0 * len(maps), 3.2), squeeze=False)
     for ax, (label, grid, markers) in zip(axes[0], maps, strict=True):
         grid = np.asarray(grid, dtype=float)
-        im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap)
+        colours = plt.get_cmap(cmap).copy()
+        colours.set_bad("#eeeeee")
+        im = ax.imshow(np.ma.masked_invalid(grid), cmap=colours)
         for name, (r, c) in markers:
             ax.scatter([c], [r], marker="*" if "intended" in name else "s", s=90, edgecolor="white", facecolor="none", linewidths=1.5)
             ax.annotate(name.split(":")[-1], (c, r), color="white", fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -130,7 +133,7 @@ def end_positions(rollouts_by_agent: dict[str, Any], path: Path) -> Path | None:
                 pos = np.median(rollouts.goal_pos[:, 0, rollouts.goal_index(goal)], axis=0).astype(int)
                 markers.append((f"proxy:{goal}", (int(pos[0]), int(pos[1]))))
         maps.append((f"{agent} (n={rollouts.episodes})", grid, markers))
-    return heatmap_grid(maps, "Where test-shift episodes end (share of episodes per cell)", path, cmap="magma")
+    return heatmap_grid(maps, "Where test-shift episodes end (share of episodes per cell; grey: none)", path, cmap="YlOrRd")
 
 
 def frame_strip(frames_by_agent: dict[str, list[np.ndarray]], path: Path) -> Path | None:
@@ -160,7 +163,7 @@ def per_seed_strip(cells: list[Aggregate], title: str, path: Path) -> Path | Non
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(cells) + 1), 3.0))
     for i, cell in enumerate(cells):
         values = [e.mean for _, e in cell.per_seed]
-        ax.scatter([i] * len(values), values, color=_colour(cell.kind, i), zorder=3)
+        ax.scatter([i] * len(values), values, color=_colour(cell.kind, i, cell.agent), zorder=3)
         if len(values) > 1 and not np.isnan(cell.over_seeds.lo):
             ax.plot([i, i], [cell.over_seeds.lo, cell.over_seeds.hi], color="black", lw=3, alpha=0.35)
     ax.set_xticks(range(len(cells)), [c.agent for c in cells], rotation=20)
