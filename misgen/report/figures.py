@@ -100,8 +100,7 @@ def heatmap_grid(maps: list[tuple[str, np.ndarray, list[tuple[str, tuple[int, in
     fig, axes = plt.subplots(1, len(maps), figsize=(3.0 * len(maps), 3.2), squeeze=False)
     for ax, (label, grid, markers) in zip(axes[0], maps, strict=True):
         grid = np.asarray(grid, dtype=float)
-        colours = plt.get_cmap(cmap).copy()
-        colours.set_bad("#eeeeee")
+        colours = plt.get_cmap(cmap).with_extremes(bad="#eeeeee")
         im = ax.imshow(np.ma.masked_invalid(grid), cmap=colours)
         for name, (r, c) in markers:
             ax.scatter([c], [r], marker="*" if "intended" in name else "s", s=90, edgecolor="white", facecolor="none", linewidths=1.5)
