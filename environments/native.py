@@ -4,10 +4,14 @@ A *core* is a pure, deterministic description of a game for a batch of envs:
 
 * ``reset(level_seeds) -> state``: generate levels; content depends only on each level seed.
 * ``step(state, actions) -> (state, reward, terminated, truncated)``: never mutates its input.
-* ``observe(state) -> obs``: symbolic channels, ``(N, C, H, W)`` uint8.
+* ``observe(state) -> obs``: symbolic channels, ``(N, C, H, W)`` uint8; row i depends only on
+  row i of the state (the wrapper observes just the envs it resets).
 * ``facts(state) -> GoalFacts``: where the agent and each candidate goal are, which goals were
   reached this episode, whether the agent died. Agents never see facts; probes read them.
 * ``render(state, index) -> (H, W, 3)`` uint8 for humans.
+* optionally ``reset_from(previous_state, level_seeds) -> state``: the next episode after the given
+  final states, for games whose state partly carries over between episodes; the wrappers call it
+  at autoreset (vector) or on a seedless reset after an episode ended (single) instead of ``reset``.
 
 Because state is a small dataclass of arrays, a planner or a counterfactual probe can copy, edit and
 branch it cheaply. :class:`NativeVectorEnv` adds level-seed sampling and autoreset around any core
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import gymnasium as gym
@@ -70,9 +74,13 @@ class GoalFacts:
     goal_pos: Mapping[str, np.ndarray]  # goal -> (N, 2)
     goal_reached: Mapping[str, np.ndarray]  # goal -> (N,) bool, cumulative over the episode
     died: np.ndarray  # (N,) bool
+    # Optional per-env counters an env adds to ``info`` at the top level (e.g. keys-chests'
+    # ``keys_collected``); name -> (N,) array. Probes must not rely on them across envs.
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def as_info(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "agent_pos": self.agent_pos,
             "goal_pos": dict(self.goal_pos),
             "goal_reached": dict(self.goal_reached),
@@ -149,12 +157,25 @@ class EpisodeTracker:
         return names[np.where(first >= 0, first, np.where(died, g, g + 1))]
 
 
+def _next_episode(core: NativeCore, finished: Any, level_seeds: np.ndarray) -> Any:
+    """The first state of the episodes that follow ``finished`` (a sub-batch of final states).
+
+    Cores whose state partly carries over between episodes (see environments/persistent.py)
+    offer ``reset_from(previous_state, level_seeds)``; every other core starts afresh.
+    """
+    reset_from = getattr(core, "reset_from", None)
+    if reset_from is None:
+        return core.reset(level_seeds)
+    return reset_from(finished, level_seeds)
+
+
 def _facts_at(facts: GoalFacts, index: np.ndarray) -> GoalFacts:
     return GoalFacts(
         agent_pos=facts.agent_pos[index],
         goal_pos={k: v[index] for k, v in facts.goal_pos.items()},
         goal_reached={k: v[index] for k, v in facts.goal_reached.items()},
         died=facts.died[index],
+        extra={k: v[index] for k, v in facts.extra.items()},
     )
 
 
@@ -215,10 +236,10 @@ class NativeVectorEnv(gym.vector.VectorEnv):
                 "episode_length": self._episodes.length[idx].copy(),
                 "level_seed": self.level_seeds[idx].copy(),
             }
-            fresh = self.core.reset(self._sample_level_seeds(len(idx)))
+            fresh = _next_episode(self.core, self.state.take(idx), self._sample_level_seeds(len(idx)))
             self.state = self.state.merged(idx, fresh)
             self._episodes.restart(idx)
-            obs = self.core.observe(self.state)
+            obs[idx] = self.core.observe(fresh)  # rows are independent: observe only the new ones
             facts = self.core.facts(self.state)
         info = self._info(facts)
         if final is not None:
@@ -249,6 +270,7 @@ class NativeVectorEnv(gym.vector.VectorEnv):
             return out
 
         final_info = {
+            **{k: scatter(v, 0) for k, v in facts.extra.items()},
             "agent_pos": scatter(facts.agent_pos, 0),
             "goal_pos": {k: scatter(v, 0) for k, v in facts.goal_pos.items()},
             "goal_reached": {k: scatter(v, False) for k, v in facts.goal_reached.items()},
@@ -286,11 +308,18 @@ class NativeEnv(gym.Env):
         self.action_space = core.action_space
         self.state: Any = None
         self._episodes = EpisodeTracker(core.goal_names, 1)
+        self._ended = False
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """A fresh level; after a finished episode and without ``seed``, the core's next episode.
+
+        Only cores with ``reset_from`` (state carried across episodes) see the difference.
+        """
         super().reset(seed=seed)
         level = self.np_random.integers(self.split.seed_start, self.split.seed_stop, size=1, dtype=np.int64)
-        self.state = self.core.reset(level)
+        carry = seed is None and self._ended and self.state is not None
+        self.state = _next_episode(self.core, self.state, level) if carry else self.core.reset(level)
+        self._ended = False
         self._episodes.restart(np.arange(1))
         return self.core.observe(self.state)[0], self._info(self.core.facts(self.state))
 
@@ -299,7 +328,8 @@ class NativeEnv(gym.Env):
         facts = self.core.facts(self.state)
         self._episodes.update(reward, facts)
         info = self._info(facts)
-        if terminated[0] or truncated[0]:
+        self._ended = bool(terminated[0] or truncated[0])
+        if self._ended:
             info["outcome"] = str(self._episodes.outcome(np.array([0]), facts.died)[0])
             info["intended_return"] = float(self._episodes.ret[0])
             info["episode_length"] = int(self._episodes.length[0])
@@ -309,6 +339,7 @@ class NativeEnv(gym.Env):
         f = _facts_at(facts, np.array([0]))
         info = f.as_info()
         info = {
+            **{k: v[0].item() for k, v in f.extra.items()},
             "agent_pos": info["agent_pos"][0],
             "goal_pos": {k: v[0] for k, v in info["goal_pos"].items()},
             "goal_reached": {k: bool(v[0]) for k, v in info["goal_reached"].items()},
