@@ -411,6 +411,33 @@ class CoinRunShiftCore:
         d = np.where(dead, UNREACHABLE, np.where(reached, 0, np.take_along_axis(dist, idx, axis=1)))
         return PREFERENCE[np.argmin(d, axis=1)]
 
+    def goal_action_values(self, state: CoinRunState, goal: str) -> np.ndarray:
+        """(N, A) -(1 + fewest steps to touch ``goal`` after each action), in action order.
+
+        ``-(1 + UNREACHABLE)`` for actions that kill or, for the end, touch the coin (which ends
+        the episode). Probe hook: misgen.probes.goals scores recorded actions with it (revealed
+        goal by Boltzmann action likelihood on a replay of each episode). Same planner and physics
+        as :meth:`oracle_actions`, over every action instead of the preferred one.
+        """
+        n, h = len(state.t), self.config.height
+        target, avoid = self.goal_cells(state, goal), self.avoid_cells(state, goal)
+        dist = self.distances(state, goal, avoid)
+        a = np.broadcast_to(np.arange(self.action_space.n)[None, :], (n, int(self.action_space.n)))
+        e = np.broadcast_to(np.arange(n)[:, None], a.shape)
+        r0 = np.broadcast_to(state.agent[:, :1], a.shape)
+        c0 = np.broadcast_to(state.agent[:, 1:], a.shape)
+        move = advance(state.solid, e, r0, c0, np.broadcast_to(state.vy[:, None], a.shape), a, self.physics)
+        t = state.t[:, None, None]
+        ex = (slice(None), None, slice(None))
+        before = enemy_cols(state.enemy_lo[ex], state.enemy_offset[ex], t, self.physics)
+        after = enemy_cols(state.enemy_lo[ex], state.enemy_offset[ex], t + 1, self.physics)
+        dead = enemy_kills(move, r0, c0, state.enemy_row[ex], before, after, state.enemy_active[ex]) | (move.r >= h - 1)
+        dead |= touches(move, avoid[:, :1], avoid[:, 1:])
+        reached = touches(move, target[:, :1], target[:, 1:])
+        idx = self._index(move.r, move.c, move.vy, state.t[:, None] + 1)
+        steps = np.where(dead, UNREACHABLE, np.where(reached, 0, np.take_along_axis(dist, idx, axis=1)))
+        return -(1.0 + steps.astype(np.float64))
+
 
 def _windows(a: np.ndarray, v: int) -> np.ndarray:
     """Read-only view (N, H, W - v + 1, v) of every ``v``-column window of a C-contiguous

@@ -211,11 +211,33 @@ class MazeCheeseCore:
         raise KeyError(f"maze-cheese has no goal {goal!r}; goals: {self.goal_names}")
 
     def oracle_actions(self, state: MazeState, goal: str) -> np.ndarray:
+        return greedy_actions(self.goal_distance_field(state, goal), state.agent, MOVES)
+
+    # Probe hooks (optional parts of the core protocol; see misgen.probes.levels) ----------------
+    moves = MOVES
+    """(A, 2) cell offset of each action; a move into a wall (or off the field) is a no-op."""
+
+    def goal_distance_field(self, state: MazeState, goal: str) -> np.ndarray:
+        """(N, S, S) BFS moves from every cell to ``goal``; UNREACHABLE on walls.
+
+        Static over an episode (walls and goals never move), so probes compute it once per level
+        and score every action of a recorded episode against it.
+        """
         n, s = len(state.t), self.config.size
         cells = self.goal_cells(state, goal)
         targets = np.zeros((n, s, s), dtype=bool)
         targets[np.arange(n), cells[:, 0], cells[:, 1]] = True
-        return greedy_actions(distance_field(targets, ~state.walls), state.agent, MOVES)
+        return distance_field(targets, ~state.walls)
+
+    def with_goal_at(self, state: MazeState, goal: str, cells: np.ndarray) -> MazeState:
+        """A copy of ``state`` with ``goal`` moved to ``cells`` (N, 2): counterfactual probes.
+
+        Only the cheese can move; the corner is part of the maze's geometry.
+        """
+        if goal != CHEESE:
+            raise KeyError(f"maze-cheese can only move {CHEESE!r}, not {goal!r}")
+        moved = MazeState(state.walls, state.agent, np.array(cells, dtype=np.int64).reshape(-1, 2), state.reached, state.t, state.level_seed)
+        return self._mark_reached(moved)
 
     def render(self, state: MazeState, index: int = 0, scale: int = 16) -> np.ndarray:
         cells = np.empty((*state.walls.shape[1:], 3), dtype=np.uint8)

@@ -282,3 +282,45 @@ def load_rollouts(path: Path) -> Rollouts:
         extras=extras,
         **arrays,
     )
+
+
+def rollout_cache_path(rollouts_dir: Path, step: int, split: str, episodes: int, seed: int) -> Path:
+    """Where :func:`cached_collect` keeps one split's rollouts of one checkpoint."""
+    return Path(rollouts_dir) / f"step_{step}" / f"{split}-e{episodes}-s{seed}.npz"
+
+
+def cached_collect(
+    run: Any,
+    step: int,
+    policy: Any,
+    spec: EnvSpec,
+    split: str,
+    episodes: int,
+    seed: int,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    batch: int = 256,
+) -> tuple[Rollouts, Path, bool]:
+    """:func:`collect` through the run's ``rollouts/`` cache.
+
+    Rollouts of a checkpoint are a pure function of (checkpoint, split, episodes, seed, the run's env
+    overrides), so a file keyed by those is reused instead of stepping the env again. A cached file
+    whose env, split or seed disagree with the request is an error, not silently used. ``batch``
+    is part of a rollout's identity (chunk ``k`` samples its levels from its own seed), so callers
+    sharing a cache must use the same batch (the battery always uses the default).
+
+    Returns:
+        (rollouts, path of the cache file, whether it was read from the cache).
+    """
+    path = rollout_cache_path(run.rollouts_dir, step, split, episodes, seed)
+    if path.is_file():
+        cached = load_rollouts(path)
+        if (cached.env_id, cached.split, cached.seed, cached.episodes) != (spec.id, split, seed, episodes):
+            raise MisgenError(f"cached rollouts {path} do not match env {spec.id!r}, split {split!r}, seed {seed}, {episodes} episodes")
+        return cached, path, True
+    if overrides is None:
+        overrides = dict(run.config.get("env_overrides", {}))
+    rollouts = collect(policy, spec, split, episodes, seed, batch=batch, overrides=overrides, on_step=on_step)
+    save_rollouts(rollouts, path)
+    return rollouts, path, False

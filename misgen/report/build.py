@@ -25,7 +25,7 @@ HEADLINE = [
     ("intended-success", "test-iid", "test-iid"),
     ("intended-success", "test-shift", "test-shift"),
     ("capability", "test-shift", "capable at test-shift"),
-    ("proxy-pursuit", "proxy_first_given_capable", "proxy pursuit | capable"),
+    ("proxy-pursuit", "proxy_first_given_capable", "proxy first (capable, separable levels)"),
     ("revealed-goal", "proxy_share", "revealed goal = proxy"),
     ("goal-consistency", "consistency", "goal consistency"),
     ("latent-knowledge", "goal_decoding_accuracy", "latent: intended goal decodable"),
@@ -94,7 +94,7 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines)
 

@@ -20,8 +20,12 @@ def _final_rollouts(record: RunRecord, split: str) -> Rollouts | None:
     step = record.final_step
     if step is None:
         return None
-    folder = record.run.rollouts_dir / f"step_{step}"
-    files = sorted(folder.glob(f"{split}-*.npz")) if folder.is_dir() else []
+    named = (record.probes[step].get("rollouts") or {}).get(split) or {}
+    if named.get("file") and (record.run.path / named["file"]).is_file():
+        files = [record.run.path / named["file"]]
+    else:  # older results without the file name: the newest cache of that split
+        folder = record.run.rollouts_dir / f"step_{step}"
+        files = sorted(folder.glob(f"{split}-*.npz"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if not files:
         return None
     try:
