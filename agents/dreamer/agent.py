@@ -1,0 +1,468 @@
+"""The ``dreamer`` agent: config, presets, acting, the training loop, checkpoints and probe hooks.
+
+See the package docstring (:mod:`misgen.agents.dreamer`) for the algorithm, the size presets and
+every deviation from the DreamerV3 paper.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from misgen.agents import register_agent
+from misgen.agents.base import Agent, TrainContext
+from misgen.agents.checkpoint import torch_generator
+from misgen.agents.dreamer.behavior import Behavior
+from misgen.agents.dreamer.networks import init_weights, mode_onehot, sample_onehot
+from misgen.agents.dreamer.replay import Replay
+from misgen.agents.dreamer.world_model import Latent, WorldModel
+from misgen.errors import MisgenError
+from misgen.seeding import derive_seed
+
+
+@dataclass(frozen=True)
+class DreamerConfig:
+    """Dreamer options (defaults = the ``small`` preset, sized for a 2-core CPU).
+
+    Attributes:
+        deter: GRU (deterministic state) size.
+        latents: number of categorical latents in the stochastic state.
+        classes: classes per categorical latent.
+        hidden: width of every dense hidden layer.
+        layers: hidden layers of the heads, actor and critic.
+        cnn_depth: channels of the first convolution (doubling at each stride-2 layer).
+        num_envs: parallel envs collecting experience.
+        batch_size: replayed sequences per update.
+        batch_length: steps per replayed sequence.
+        train_ratio: replayed steps per env step (updates = env steps * ratio / (batch * length)).
+        replay_size: replay capacity in entries (split evenly over env streams; FIFO).
+        prefill: env steps of uniform random actions before the first update (fresh runs only).
+        model_lr: world-model Adam learning rate.
+        model_eps: world-model Adam epsilon.
+        model_clip: world-model gradient-norm clip.
+        actor_lr: actor Adam learning rate.
+        critic_lr: critic Adam learning rate.
+        ac_eps: actor/critic Adam epsilon.
+        ac_clip: actor/critic gradient-norm clip.
+        dyn_scale: weight of the dynamics KL (trains the prior towards the posterior).
+        rep_scale: weight of the representation KL (trains the posterior towards the prior).
+        free_nats: free bits: each KL term is clipped below this many nats per step.
+        unimix: uniform mixture of latent and policy categoricals.
+        bins: two-hot bins of the reward and value heads (symlog space, -20..20).
+        imag_horizon: imagined steps per actor-critic update.
+        horizon: discount horizon; the discount is ``1 - 1 / horizon``.
+        lam: λ of the λ-returns.
+        entropy: actor entropy bonus (advantages are normalised, so this is scale-free).
+        slow_critic_fraction: EMA step of the slow critic per update (1 - decay).
+        slowreg: weight of the critic's regulariser towards the slow critic.
+        act_greedy: act with the policy's mode instead of sampling (evaluation only; training
+            always samples).
+        report_every: env steps between ``ctx.report`` calls.
+        threads: torch CPU threads while training and acting (0: leave torch's setting). The
+            networks are small, so a second thread gains little, and on a shared machine OpenMP
+            spin-waiting under oversubscription made updates 5-50x slower with 2 threads.
+    """
+
+    deter: int = 256
+    latents: int = 16
+    classes: int = 16
+    hidden: int = 256
+    layers: int = 2
+    cnn_depth: int = 16
+    num_envs: int = 16
+    batch_size: int = 16
+    batch_length: int = 32
+    train_ratio: float = 64.0
+    replay_size: int = 200_000
+    prefill: int = 4096
+    model_lr: float = 1e-4
+    model_eps: float = 1e-8
+    model_clip: float = 1000.0
+    actor_lr: float = 3e-5
+    critic_lr: float = 3e-5
+    ac_eps: float = 1e-5
+    ac_clip: float = 100.0
+    dyn_scale: float = 0.5
+    rep_scale: float = 0.1
+    free_nats: float = 1.0
+    unimix: float = 0.01
+    bins: int = 255
+    imag_horizon: int = 15
+    horizon: float = 333.0
+    lam: float = 0.95
+    entropy: float = 3e-4
+    slow_critic_fraction: float = 0.02
+    slowreg: float = 1.0
+    act_greedy: bool = False
+    report_every: int = 4096
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("deter", "latents", "classes", "hidden", "cnn_depth", "num_envs", "batch_size", "imag_horizon", "bins"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_length < 2:
+            raise ValueError(f"batch_length must be >= 2, got {self.batch_length}")
+        if self.horizon <= 1:
+            raise ValueError(f"horizon must be > 1, got {self.horizon}")
+        if not 0 <= self.unimix < 1:
+            raise ValueError(f"unimix must be in [0, 1), got {self.unimix}")
+        if self.train_ratio <= 0:
+            raise ValueError(f"train_ratio must be > 0, got {self.train_ratio}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "debug": dict(
+        deter=32, latents=4, classes=4, hidden=32, layers=1, cnn_depth=4, num_envs=4, batch_size=4,
+        batch_length=8, train_ratio=8.0, replay_size=4096, prefill=64, imag_horizon=5, report_every=64,
+    ),
+    "small": {},
+    "medium": dict(deter=512, latents=32, classes=32, hidden=512, layers=2, cnn_depth=32, batch_length=64),
+}
+
+
+@dataclass
+class Carry:
+    """Recurrent state while acting: the posterior latent and the one-hot action just taken."""
+
+    latent: Latent
+    action: torch.Tensor
+
+
+def _adam_tensors(name: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for idx, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"opt.{name}.{idx}.{key}"] = torch.as_tensor(value).clone()
+    return out
+
+
+def _load_adam(name: str, opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor]) -> None:
+    prefix = f"opt.{name}."
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            idx, field = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(idx), {})[field] = value.clone()
+    sd = opt.state_dict()
+    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` torch CPU threads (``n <= 0``: unchanged), restoring the setting."""
+    before = torch.get_num_threads()
+    if n > 0 and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _own_threads(method):
+    """Decorator: run an agent method under its configured torch thread count."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with torch_threads(self.config.threads):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+@register_agent
+class DreamerAgent(Agent):
+    """DreamerV3-style model-based agent (see :mod:`misgen.agents.dreamer`)."""
+
+    name = "dreamer"
+    kind = "model-based"
+    Config = DreamerConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    default_steps = 400_000
+
+    def __init__(self, config: DreamerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+        super().__init__(config, observation_space, action_space, seed)
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise MisgenError(f"dreamer supports Discrete action spaces only, got {action_space}")
+        if not isinstance(observation_space, gym.spaces.Box):
+            raise MisgenError(f"dreamer supports Box observation spaces only, got {observation_space}")
+        c = config
+        self.num_actions = int(action_space.n)
+        self.wm = WorldModel(
+            observation_space, self.num_actions, deter=c.deter, latents=c.latents, classes=c.classes,
+            hidden=c.hidden, layers=c.layers, cnn_depth=c.cnn_depth, unimix=c.unimix, bins=c.bins,
+        )
+        self.behavior = Behavior(self.wm.rssm.feat_dim, self.num_actions, hidden=c.hidden, layers=c.layers, bins=c.bins, unimix=c.unimix)
+        init_gen = torch_generator(derive_seed(seed, "init"))
+        init_weights(self.wm, init_gen)
+        init_weights(self.behavior, init_gen)
+        self.behavior.slow_critic.load_state_dict(self.behavior.critic.state_dict())
+        self.model_opt = torch.optim.Adam(self.wm.parameters(), lr=c.model_lr, eps=c.model_eps)
+        self.actor_opt = torch.optim.Adam(self.behavior.actor.parameters(), lr=c.actor_lr, eps=c.ac_eps)
+        self.critic_opt = torch.optim.Adam(self.behavior.critic.parameters(), lr=c.critic_lr, eps=c.ac_eps)
+        self.gen = torch_generator(derive_seed(seed, "act"))
+        self.updates = 0
+        self.owed = 0.0  # fractional updates carried between env steps (train ratio bookkeeping)
+        self.replay: Replay | None = None  # the current learn() call's buffer (not checkpointed)
+
+    # Acting -------------------------------------------------------------------------------------
+    def initial_state(self, n: int) -> Carry:
+        with torch.no_grad():
+            return Carry(self.wm.rssm.initial(n), torch.zeros(n, self.num_actions))
+
+    @torch.no_grad()
+    def _step(self, obs: np.ndarray, carry: Carry, first: np.ndarray, greedy: bool) -> tuple[torch.Tensor, Carry, torch.Tensor]:
+        """Filter one observation per env and pick actions; returns (actions, carry, features)."""
+        first_t = torch.as_tensor(np.asarray(first, dtype=bool))
+        embed = self.wm.codec.encode(torch.as_tensor(np.asarray(obs)))
+        latent, _, _ = self.wm.rssm.obs_step(carry.latent, carry.action, embed, first_t, self.gen)
+        feat = latent.features
+        probs = self.behavior.policy(feat)
+        onehot = mode_onehot(probs) if greedy else sample_onehot(probs, self.gen)
+        return onehot.argmax(-1), Carry(latent, onehot), feat
+
+    @_own_threads
+    def act(self, obs, state, first, env=None):
+        with torch.no_grad():
+            actions, carry, feat = self._step(obs, state, first, self.config.act_greedy)
+            extras = {
+                "features": feat.numpy(),
+                "value": self.behavior.value(feat).numpy(),
+                "reward_pred": self.wm.reward(feat).numpy(),
+            }
+        return actions.numpy(), carry, extras
+
+    # Probe hooks --------------------------------------------------------------------------------
+    @_own_threads
+    @torch.no_grad()
+    def observe_state(self, obs: np.ndarray, actions: np.ndarray | None = None) -> Carry:
+        """Model state after filtering observation sequences ``obs`` (N, T, *obs_shape).
+
+        ``actions[:, t]`` (N, T) is the action taken at ``obs[:, t]`` (only ``t < T - 1`` are
+        used); ``None`` means ``T == 1``. The sequence starts a fresh episode. Latents use the
+        posterior mode, so the result is deterministic.
+        """
+        obs = np.asarray(obs)
+        n, t = obs.shape[:2]
+        if actions is None and t > 1:
+            raise MisgenError("observe_state needs actions for sequences longer than one step")
+        carry = self.initial_state(n)
+        first = np.zeros(n, dtype=bool)
+        for i in range(t):
+            first[:] = i == 0
+            embed = self.wm.codec.encode(torch.as_tensor(obs[:, i]))
+            latent, _, _ = self.wm.rssm.obs_step(carry.latent, carry.action, embed, torch.as_tensor(first), None)
+            prev = torch.as_tensor(np.asarray(actions)[:, i]) if actions is not None and i < t - 1 else torch.zeros(n, dtype=torch.long)
+            carry = Carry(latent, nn.functional.one_hot(prev.long(), self.num_actions).float())
+        return carry
+
+    @_own_threads
+    @torch.no_grad()
+    def imagine(self, state: Carry, actions: np.ndarray, sample: bool = False) -> dict[str, np.ndarray]:
+        """What the world model expects if ``actions`` (N, H) are taken from model ``state``.
+
+        ``state`` is a carry from :meth:`act` or :meth:`observe_state` (its latent is the start
+        s_0; its stored last action is ignored). Latents follow the prior's mode unless ``sample``
+        (then the agent's generator is used).
+
+        Returns:
+            ``reward`` (N, H): predicted reward on arriving at s_1..s_H; ``cont`` (N, H): predicted
+            continue probability of s_1..s_H; ``value`` (N, H + 1): critic value of s_0..s_H;
+            ``features`` (N, H + 1, F).
+        """
+        acts = torch.as_tensor(np.asarray(actions)).long()
+        latent = state.latent
+        feats = [latent.features]
+        for i in range(acts.shape[1]):
+            onehot = nn.functional.one_hot(acts[:, i], self.num_actions).float()
+            latent = self.wm.rssm.imagine_step(latent, onehot, self.gen if sample else None)
+            feats.append(latent.features)
+        feat = torch.stack(feats, 1)
+        return {
+            "reward": self.wm.reward(feat[:, 1:]).numpy(),
+            "cont": self.wm.cont(feat[:, 1:]).numpy(),
+            "value": self.behavior.value(feat).numpy(),
+            "features": feat.numpy(),
+        }
+
+    @_own_threads
+    @torch.no_grad()
+    def evaluate_obs(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """Critic value and reward-head prediction for single observations (N, *obs_shape).
+
+        Each observation is filtered from a fresh state (as the first step of an episode, posterior
+        mode), so edited observations (e.g. the mouse or cheese moved) can be scored directly.
+        Returns ``value`` (N,), ``reward`` (N,), ``cont`` (N,) and ``features`` (N, F).
+        """
+        obs = np.asarray(obs)
+        carry = self.observe_state(obs[:, None])
+        feat = carry.latent.features
+        return {
+            "value": self.behavior.value(feat).numpy(),
+            "reward": self.wm.reward(feat).numpy(),
+            "cont": self.wm.cont(feat).numpy(),
+            "features": feat.numpy(),
+        }
+
+    # Learning -----------------------------------------------------------------------------------
+    def _train_step(self, batch: Mapping[str, np.ndarray], gen: torch.Generator) -> dict[str, float]:
+        c = self.config
+        obs = torch.from_numpy(batch["obs"])
+        terminal = torch.from_numpy(batch["is_terminal"])
+        model_loss, post, metrics = self.wm.loss(
+            obs, torch.from_numpy(batch["action"]), torch.from_numpy(batch["reward"]),
+            torch.from_numpy(batch["is_first"]), terminal, gen,
+            dyn_scale=c.dyn_scale, rep_scale=c.rep_scale, free_nats=c.free_nats,
+        )
+        self.model_opt.zero_grad(set_to_none=True)
+        model_loss.backward()
+        metrics["grad/model"] = float(nn.utils.clip_grad_norm_(self.wm.parameters(), c.model_clip))
+        self.model_opt.step()
+        start = Latent(post.deter.flatten(0, 1), post.stoch.flatten(0, 1))
+        start_cont = 1.0 - terminal.flatten().float()
+        actor_loss, critic_loss, ac_metrics = self.behavior.loss(
+            self.wm, start, start_cont, gen, horizon=c.imag_horizon, gamma=1.0 - 1.0 / c.horizon,
+            lam=c.lam, entropy=c.entropy, slowreg=c.slowreg,
+        )
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        metrics["grad/actor"] = float(nn.utils.clip_grad_norm_(self.behavior.actor.parameters(), c.ac_clip))
+        self.actor_opt.step()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        metrics["grad/critic"] = float(nn.utils.clip_grad_norm_(self.behavior.critic.parameters(), c.ac_clip))
+        self.critic_opt.step()
+        self.behavior.update_slow(c.slow_critic_fraction)
+        self.updates += 1
+        metrics.update(ac_metrics)
+        return metrics
+
+    def learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
+        """Collect with the current policy, store in replay, and update at the configured train ratio.
+
+        A fresh run starts with ``prefill`` env steps of uniform random actions. Resuming restarts
+        with an empty replay buffer (it is not checkpointed) and collects with the loaded policy
+        until one batch of sequences exists before updating again.
+        """
+        with torch_threads(self.config.threads):
+            self._learn(env, ctx)
+
+    def _learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
+        c = self.config
+        n = env.num_envs
+        gen = torch_generator(derive_seed(ctx.seed, "train"))
+        self.gen = torch_generator(derive_seed(ctx.seed, "act"))
+        rng = np.random.default_rng(derive_seed(ctx.seed, "replay"))
+        replay = self.replay = Replay(n, c.replay_size, self.observation_space.shape, self.observation_space.dtype)
+        spec = getattr(env, "misgen_spec", None)
+        intended = spec.intended_goal.name if spec is not None else None
+        goals = spec.goal_names if spec is not None else ()
+        rows = np.arange(n)
+        obs, _ = env.reset(seed=ctx.seed)
+        carry = self.initial_state(n)
+        first = np.ones(n, dtype=bool)
+        reward = np.zeros(n, dtype=np.float32)
+        random_until = self.steps_done + (c.prefill if self.updates == 0 else 0)
+        per_update = c.batch_size * c.batch_length
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        episodes: dict[str, list[float]] = {}
+        next_report = (self.steps_done // c.report_every + 1) * c.report_every
+        clock, steps0, updates0 = time.monotonic(), self.steps_done, self.updates
+        while self.steps_done < ctx.total_steps:
+            actions_t, carry, _ = self._step(obs, carry, first, greedy=False)
+            actions = actions_t.numpy()
+            if self.steps_done < random_until:
+                actions = rng.integers(0, self.num_actions, size=n)
+                carry = Carry(carry.latent, nn.functional.one_hot(torch.as_tensor(actions), self.num_actions).float())
+            replay.add(rows, obs, actions, reward, first, np.zeros(n, bool))
+            obs, reward, terminated, truncated, info = env.step(actions)
+            reward = np.asarray(reward, dtype=np.float32)
+            done = np.asarray(terminated) | np.asarray(truncated)
+            if done.any():
+                idx = np.flatnonzero(done)
+                final_obs = np.stack([info["final_obs"][i] for i in idx])
+                replay.add(idx, final_obs, np.zeros(len(idx), np.int64), reward[idx], np.zeros(len(idx), bool), np.asarray(terminated)[idx])
+                self._record_episodes(info, idx, intended, goals, episodes)
+                reward = np.where(done, 0.0, reward).astype(np.float32)
+            first = done
+            self.steps_done += n
+            if self.steps_done >= random_until and replay.can_sample(c.batch_length):
+                self.owed += n * c.train_ratio / per_update
+                while self.owed >= 1.0:
+                    self.owed -= 1.0
+                    for key, value in self._train_step(replay.sample(c.batch_size, c.batch_length, rng), gen).items():
+                        if math.isfinite(value):
+                            sums[key] = sums.get(key, 0.0) + value
+                            counts[key] = counts.get(key, 0) + 1
+            if self.steps_done >= next_report or self.steps_done >= ctx.total_steps:
+                elapsed = max(time.monotonic() - clock, 1e-9)
+                metrics = {k: sums[k] / counts[k] for k in sums}
+                metrics.update({k: float(np.mean(v)) for k, v in episodes.items() if v})
+                metrics["updates"] = float(self.updates)
+                metrics["charts/env_steps_per_s"] = (self.steps_done - steps0) / elapsed
+                metrics["charts/updates_per_s"] = (self.updates - updates0) / elapsed
+                metrics["charts/replay_size"] = float(len(replay))
+                ctx.report(self.steps_done, metrics)
+                sums, counts, episodes = {}, {}, {}
+                clock, steps0, updates0 = time.monotonic(), self.steps_done, self.updates
+                next_report = (self.steps_done // c.report_every + 1) * c.report_every
+
+    @staticmethod
+    def _record_episodes(info: Mapping[str, Any], idx: np.ndarray, intended: str | None, goals: tuple[str, ...], out: dict[str, list[float]]) -> None:
+        final = info.get("final_info")
+        if final is None:
+            return
+        if "intended_return" in final:
+            out.setdefault("charts/episode_return", []).extend(np.asarray(final["intended_return"])[idx].tolist())
+        if "episode_length" in final:
+            out.setdefault("charts/episode_length", []).extend(np.asarray(final["episode_length"])[idx].tolist())
+        reached = final.get("goal_reached", {})
+        for goal in goals:
+            if goal in reached:
+                hits = np.asarray(reached[goal], dtype=float)[idx].tolist()
+                out.setdefault(f"charts/reached_{goal}", []).extend(hits)
+                if goal == intended:
+                    out.setdefault("charts/success", []).extend(hits)
+
+    # Persistence --------------------------------------------------------------------------------
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"wm": self.wm, "behavior": self.behavior}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.model_opt, "actor": self.actor_opt, "critic": self.critic_opt}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for prefix, module in self._modules().items():
+            out.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
+        for name, opt in self._optimizers().items():
+            out.update(_adam_tensors(name, opt))
+        return out
+
+    def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        for prefix, module in self._modules().items():
+            sub = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            module.load_state_dict(sub, strict=True)
+        for name, opt in self._optimizers().items():
+            _load_adam(name, opt, tensors)
+
+    def state_json(self) -> dict[str, Any]:
+        return {"steps_done": self.steps_done, "updates": self.updates, "owed": self.owed}
+
+    def load_state_json(self, data: Mapping[str, Any]) -> None:
+        super().load_state_json(data)
+        self.updates = int(data.get("updates", 0))
+        self.owed = float(data.get("owed", 0.0))

@@ -1,0 +1,77 @@
+"""Replay buffer of per-env streams, sampled as uniform fixed-length sequences.
+
+Each env slot writes its own stream (a ring of ``capacity // num_envs`` entries), so a sampled
+sequence is always consecutive in time for one env; episode boundaries inside a sequence are marked
+by ``is_first``. An entry is DreamerV3's step record: the observation, the action taken at it, the
+reward that arrived with it, ``is_first`` and ``is_terminal``. When an episode ends the env's true
+final observation becomes its own entry (``is_terminal`` only if the episode terminated, not if it
+was truncated), followed by the first observation of the next episode with ``is_first``.
+
+Writes are vectorised over env slots (no per-env Python loop); sampling uses an explicit
+``np.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Replay:
+    """Ring buffers for ``num_envs`` streams holding ``capacity`` entries in total."""
+
+    def __init__(self, num_envs: int, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> None:
+        self.num_envs = num_envs
+        self.size = max(2, capacity // num_envs)
+        self.obs = np.zeros((num_envs, self.size, *obs_shape), dtype=obs_dtype)
+        self.action = np.zeros((num_envs, self.size), dtype=np.int64)
+        self.reward = np.zeros((num_envs, self.size), dtype=np.float32)
+        self.is_first = np.zeros((num_envs, self.size), dtype=bool)
+        self.is_terminal = np.zeros((num_envs, self.size), dtype=bool)
+        self.ptr = np.zeros(num_envs, dtype=np.int64)  # next write position per stream
+        self.count = np.zeros(num_envs, dtype=np.int64)  # valid entries per stream
+
+    def __len__(self) -> int:
+        return int(self.count.sum())
+
+    def add(
+        self,
+        rows: np.ndarray,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        is_first: np.ndarray,
+        is_terminal: np.ndarray,
+    ) -> None:
+        """Append one entry to each stream in ``rows`` (int indices); other arrays are per row."""
+        pos = self.ptr[rows]
+        self.obs[rows, pos] = obs
+        self.action[rows, pos] = action
+        self.reward[rows, pos] = reward
+        self.is_first[rows, pos] = is_first
+        self.is_terminal[rows, pos] = is_terminal
+        self.ptr[rows] = (pos + 1) % self.size
+        self.count[rows] = np.minimum(self.count[rows] + 1, self.size)
+
+    def can_sample(self, length: int) -> bool:
+        return bool((self.count >= length).any())
+
+    def sample(self, batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``batch`` sequences of ``length`` consecutive entries, uniform over all valid starts."""
+        starts_per_stream = np.maximum(self.count - length + 1, 0)
+        total = int(starts_per_stream.sum())
+        if total == 0:
+            raise ValueError(f"replay holds no sequence of length {length} yet")
+        flat = rng.integers(0, total, size=batch)
+        cum = np.cumsum(starts_per_stream)
+        stream = np.searchsorted(cum, flat, side="right")
+        offset = flat - (cum[stream] - starts_per_stream[stream])
+        oldest = np.where(self.count[stream] < self.size, 0, self.ptr[stream])
+        index = (oldest[:, None] + offset[:, None] + np.arange(length)[None]) % self.size
+        row = stream[:, None]
+        return {
+            "obs": self.obs[row, index],
+            "action": self.action[row, index],
+            "reward": self.reward[row, index],
+            "is_first": self.is_first[row, index],
+            "is_terminal": self.is_terminal[row, index],
+        }

@@ -1,0 +1,486 @@
+"""The ``planner`` agent: config, presets, acting by search, the training loop, checkpoints, probe hooks.
+
+See the package docstring (:mod:`misgen.agents.planner`) for the algorithm and its choices.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from misgen.agents import register_agent
+from misgen.agents.base import Agent, TrainContext
+from misgen.agents.checkpoint import torch_generator
+from misgen.agents.planner.explore import EpisodicNovelty
+from misgen.agents.planner.mcts import RewardSource, SearchConfig, SearchResult, SearchRule, search, softmax
+from misgen.agents.planner.networks import PlannerNet
+from misgen.agents.planner.replay import Replay, lambda_returns
+from misgen.errors import MisgenError
+from misgen.seeding import derive_seed
+
+NET, OPTIM = "net.", "optim."
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Planner options (defaults = the ``small`` preset, sized for maze-cheese on a 2-core CPU).
+
+    Attributes:
+        num_envs: parallel envs searched and stepped together.
+        num_simulations: simulations per search (acting and training).
+        rule: root/interior selection: ``gumbel`` (Gumbel MuZero, good at few simulations) or
+            ``puct`` (AlphaZero pUCT with root Dirichlet noise in training).
+        reward_source: rewards inside the tree: ``learned`` (the reward model: the planner pursues
+            the objective it learned) or ``true`` (the core's reward; a control).
+        discount: gamma for search and value targets.
+        lam: lambda of the value targets (TD(lambda) returns of the true rewards).
+        value_bootstrap: what the value targets bootstrap from: ``network`` (the value head's
+            estimate recorded while acting, as PPO's GAE) or ``search`` (the root search value of
+            the learned objective, bonus excluded, as MuZero; it includes learned rewards).
+        max_considered: Gumbel: actions considered at the root.
+        value_scale: Gumbel: c_scale of sigma(q).
+        maxvisit_init: Gumbel: c_visit of sigma(q).
+        pb_c_init: pUCT exploration constant.
+        pb_c_base: pUCT exploration growth base.
+        dirichlet_alpha: pUCT root-noise concentration (training only).
+        dirichlet_fraction: pUCT root-noise share (training only).
+        q_range_floor: floor (reward units) of the min-max range Q-values are rescaled by in the
+            tree (mctx: 1e-8); keeps near-zero early value noise from becoming confident targets.
+        act_noise: outside training, sample actions (Gumbel noise / visit-count sampling, from the
+            agent's generator) instead of searching deterministically.
+        unroll: env steps per env between update phases.
+        replay_size: replay capacity in transitions (FIFO).
+        batch_size: samples per gradient update.
+        replay_ratio: replayed samples per env step (updates per phase =
+            ``num_envs * unroll * replay_ratio / batch_size``).
+        reward_balance: share of each reward-model batch drawn from rewarded transitions (UNREAL's
+            skewed sampling; 0 = uniform).
+        explore_bonus: training-only search bonus for edges into observations not yet seen in the
+            episode (see :mod:`.explore`); 0 disables it.
+        explore_steps: env steps over which the bonus decays linearly to 0.
+        lr: Adam learning rate.
+        max_grad_norm: gradient-norm clip.
+        value_coef: weight of the value loss (MSE / 2).
+        reward_coef: weight of the reward-model loss (MSE / 2).
+        channels: channels of every conv layer.
+        conv_layers: 3x3 conv layers of the torso.
+        hidden: width of the feature vector.
+        report_every: env steps between ``ctx.report`` calls.
+        threads: torch CPU threads while training (0: leave torch's setting).
+    """
+
+    num_envs: int = 32
+    num_simulations: int = 16
+    rule: SearchRule = "gumbel"
+    reward_source: RewardSource = "learned"
+    discount: float = 0.97
+    lam: float = 0.8
+    value_bootstrap: Literal["network", "search"] = "network"
+    max_considered: int = 16
+    value_scale: float = 0.1
+    maxvisit_init: float = 50.0
+    pb_c_init: float = 1.25
+    pb_c_base: float = 19652.0
+    dirichlet_alpha: float = 0.3
+    dirichlet_fraction: float = 0.25
+    q_range_floor: float = 1.0
+    act_noise: bool = True
+    unroll: int = 16
+    replay_size: int = 50_000
+    batch_size: int = 256
+    replay_ratio: float = 4.0
+    reward_balance: float = 0.25
+    explore_bonus: float = 1.0
+    explore_steps: int = 200_000
+    lr: float = 1e-3
+    max_grad_norm: float = 5.0
+    value_coef: float = 0.25
+    reward_coef: float = 1.0
+    channels: int = 16
+    conv_layers: int = 3
+    hidden: int = 256
+    report_every: int = 4096
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "num_simulations", "unroll", "batch_size", "replay_size", "hidden", "channels", "max_considered"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rule not in ("gumbel", "puct"):
+            raise ValueError(f"rule must be gumbel or puct, got {self.rule!r}")
+        if self.reward_source not in ("learned", "true"):
+            raise ValueError(f"reward_source must be learned or true, got {self.reward_source!r}")
+        if not (0 <= self.discount <= 1 and 0 <= self.lam <= 1):
+            raise ValueError("discount and lam must be in [0, 1]")
+        if self.lr <= 0 or self.replay_ratio <= 0 or self.q_range_floor <= 0:
+            raise ValueError("lr, replay_ratio and q_range_floor must be > 0")
+        if self.explore_bonus < 0 or self.explore_steps < 0:
+            raise ValueError("explore_bonus and explore_steps must be >= 0")
+        if self.value_bootstrap not in ("network", "search"):
+            raise ValueError(f"value_bootstrap must be network or search, got {self.value_bootstrap!r}")
+        if not 0 <= self.reward_balance <= 1:
+            raise ValueError(f"reward_balance must be in [0, 1], got {self.reward_balance}")
+        if self.conv_layers < 0:
+            raise ValueError(f"conv_layers must be >= 0, got {self.conv_layers}")
+
+    def search_config(self) -> SearchConfig:
+        return SearchConfig(
+            num_simulations=self.num_simulations, rule=self.rule, discount=self.discount,
+            reward_source=self.reward_source, max_considered=self.max_considered,
+            value_scale=self.value_scale, maxvisit_init=self.maxvisit_init, pb_c_init=self.pb_c_init,
+            pb_c_base=self.pb_c_base, dirichlet_alpha=self.dirichlet_alpha,
+            dirichlet_fraction=self.dirichlet_fraction, q_range_floor=self.q_range_floor,
+        )  # fmt: skip
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "debug": dict(
+        num_envs=4, num_simulations=4, unroll=4, batch_size=16, replay_size=512, channels=4,
+        conv_layers=1, hidden=16, report_every=32, threads=1,
+    ),
+    "small": {},
+    "puct": dict(rule="puct", num_simulations=32),
+    "true-reward": dict(reward_source="true"),
+}
+
+
+def native_env_names() -> str:
+    from misgen.environments import ENVS
+
+    return ", ".join(name for name, spec in ENVS.items() if spec.make_core is not None) or "(none)"
+
+
+def require_core(env: Any, need_state: bool = True) -> tuple[Any, Any]:
+    """``(env.core, env.state)`` of a native vector env, or a one-line error naming native envs."""
+    if env is None:
+        raise MisgenError("the planner acts by search and needs the env (act(obs, state, first, env)); pass the vector env")
+    core, state = getattr(env, "core", None), getattr(env, "state", None)
+    if core is None:
+        spec = getattr(env, "misgen_spec", None)
+        name = f"env {spec.id!r}" if spec is not None else "this env"
+        raise MisgenError(f"the planner needs a native env with a functional core; {name} has none. Native envs: {native_env_names()}")
+    if state is None and need_state:
+        raise MisgenError("the planner plans from env.state; reset the env before acting")
+    return core, state
+
+
+@register_agent
+class PlannerAgent(Agent):
+    """MCTS at decision time over the env's functional core, toward a learned reward (see package docs)."""
+
+    name = "planner"
+    kind = "planning"
+    Config = PlannerConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+    default_steps = 300_000
+
+    def __init__(self, config: PlannerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+        super().__init__(config, observation_space, action_space, seed)
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise MisgenError(f"the planner supports Discrete action spaces only, got {action_space}")
+        self.num_actions = int(action_space.n)
+        self.net = PlannerNet(observation_space, self.num_actions, config.channels, config.conv_layers, config.hidden)
+        self.net.init_weights(torch_generator(derive_seed(seed, "init")))
+        self.net.eval()
+        self.optim = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.rng = np.random.default_rng(derive_seed(seed, "act"))
+        self.updates = 0
+        self.episodes = 0
+
+    @property
+    def search_config(self) -> SearchConfig:
+        return self.config.search_config()
+
+    # Network ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _evaluate(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The search's evaluator: prior logits, value and predicted arrival reward."""
+        _, logits, value, reward = self.net(torch.as_tensor(np.ascontiguousarray(obs)))
+        return logits.numpy(), value.numpy(), reward.numpy()
+
+    @torch.no_grad()
+    def evaluate_obs(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """Network outputs for observations (N, *obs_shape), real or edited; no search.
+
+        Returns ``value`` (N,): predicted discounted return from the observation; ``reward`` (N,):
+        the reward model's prediction for arriving at it (the learned objective); ``policy`` (N, A):
+        prior probabilities; ``features`` (N, hidden).
+        """
+        obs = np.asarray(obs)
+        if tuple(obs.shape[1:]) != tuple(self.observation_space.shape):
+            raise MisgenError(f"planner got observations of shape {tuple(obs.shape[1:])}, trained on {self.observation_space.shape}")
+        feat, logits, value, reward = self.net(torch.as_tensor(np.ascontiguousarray(obs)))
+        return {
+            "value": value.numpy(),
+            "reward": reward.numpy(),
+            "policy": torch.softmax(logits, -1).numpy(),
+            "features": feat.numpy(),
+        }
+
+    def reward_of_obs(self, obs: np.ndarray) -> np.ndarray:
+        """(N,) learned reward for arriving at each observation (what the tree is scored with)."""
+        return self.evaluate_obs(obs)["reward"]
+
+    def value_of_obs(self, obs: np.ndarray) -> np.ndarray:
+        """(N,) value head at each observation (the tree's leaf estimate; no search)."""
+        return self.evaluate_obs(obs)["value"]
+
+    # Acting -------------------------------------------------------------------------------------
+    def plan(self, env: Any, noise: bool, rng: np.random.Generator | None = None) -> SearchResult:
+        """Search from the env's current state (``env.state``) with the env's core as the model."""
+        core, state = require_core(env)
+        return search(core, state, self._evaluate, self.search_config, rng or self.rng, noise=noise, sample=noise)
+
+    def act(self, obs, state, first, env=None):
+        """Search from ``env.state`` and return the chosen actions.
+
+        Extras: ``features`` (N, hidden) of the current observation, ``value`` (N,) root search
+        value, ``net_value`` (N,) value head, ``reward_pred`` (N,) learned reward of the current
+        observation, ``visit_probs`` (N, A) root visit distribution, ``policy_target`` (N, A)
+        improved policy, ``prior_probs`` (N, A), ``q_values`` (N, A) completed root Q-values.
+        """
+        res = self.plan(env, noise=self.config.act_noise)
+        core, root = require_core(env)
+        with torch.no_grad():
+            feat = self.net.features(torch.as_tensor(core.observe(root))).numpy()
+        visits = res.visit_counts
+        extras = {
+            "features": feat,
+            "value": res.root_value.astype(np.float32),
+            "net_value": res.raw_value.astype(np.float32),
+            "reward_pred": res.root_reward.astype(np.float32),
+            "visit_probs": (visits / np.maximum(visits.sum(axis=1, keepdims=True), 1.0)).astype(np.float32),
+            "policy_target": res.policy_target.astype(np.float32),
+            "prior_probs": softmax(res.root_logits).astype(np.float32),
+            "q_values": res.q_values.astype(np.float32),
+        }
+        return res.action, state, extras
+
+    # Learning -----------------------------------------------------------------------------------
+    def learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
+        """Self-play with search on the train split, replay, and network updates until ``ctx.total_steps``.
+
+        Collects ``unroll`` steps from every env (each action from a noisy search), turns the
+        segment into targets (search policies, bonus excluded; TD(lambda) returns of the true
+        rewards bootstrapped per ``value_bootstrap``; arrival rewards), appends them to the replay and runs ``num_envs * unroll * replay_ratio /
+        batch_size`` updates. The replay is not checkpointed: ``--resume`` refills it with the
+        loaded networks before updating again. On Ctrl-C the weights and counters roll back to
+        the last completed update phase and the interrupt propagates.
+        """
+        require_core(env, need_state=False)
+        if env.num_envs != self.config.num_envs:
+            raise MisgenError(f"planner was configured for num_envs={self.config.num_envs}, got an env with {env.num_envs}")
+        threads = torch.get_num_threads()
+        if self.config.threads > 0:
+            torch.set_num_threads(self.config.threads)
+        self._snapshot = self._take_snapshot()
+        try:
+            self._learn(env, ctx)
+        except KeyboardInterrupt:
+            self.load_tensors(self._snapshot[0])
+            self.load_state_json(self._snapshot[1])
+            raise
+        finally:
+            torch.set_num_threads(threads)
+            self.net.eval()
+
+    def _take_snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {k: v.clone() for k, v in self.tensors().items()}, self.state_json()
+
+    def _learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
+        c = self.config
+        rng = np.random.default_rng(derive_seed(ctx.seed, "train"))
+        replay = Replay(c.replay_size, self.observation_space.shape, self.observation_space.dtype, self.num_actions)
+        spec = getattr(env, "misgen_spec", None)
+        intended = spec.intended_goal.name if spec is not None else None
+        goals = spec.goal_names if spec is not None else ()
+        obs, _ = env.reset(seed=ctx.seed)
+        self._novelty = EpisodicNovelty(env.num_envs)
+        self._novelty.restart(np.arange(env.num_envs), obs)
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        episodes: dict[str, list[float]] = {}
+        next_report = (self.steps_done // c.report_every + 1) * c.report_every
+        clock, steps0, updates0 = time.monotonic(), self.steps_done, self.updates
+        owed = 0.0
+        while self.steps_done < ctx.total_steps:
+            seg = self._collect(env, obs, rng, ctx.total_steps, episodes, intended, goals, sums, counts)
+            obs = seg["next_obs"]
+            replay.add(seg["obs"], seg["policy"], seg["value"], seg["arrival"], seg["reward"])
+            owed += len(seg["obs"]) * c.replay_ratio / c.batch_size
+            if len(replay) >= c.batch_size:
+                self.net.train()
+                while owed >= 1.0:
+                    owed -= 1.0
+                    _accumulate(sums, counts, self._update(replay.sample(c.batch_size, rng, c.reward_balance)))
+                self.net.eval()
+            self._snapshot = self._take_snapshot()
+            if self.steps_done >= next_report or self.steps_done >= ctx.total_steps:
+                elapsed = max(time.monotonic() - clock, 1e-9)
+                metrics = {k: sums[k] / counts[k] for k in sums}
+                metrics.update({k: float(np.mean(v)) for k, v in episodes.items() if v})
+                metrics["updates"] = float(self.updates)
+                metrics["charts/episodes"] = float(self.episodes)
+                metrics["charts/env_steps_per_s"] = (self.steps_done - steps0) / elapsed
+                metrics["charts/updates_per_s"] = (self.updates - updates0) / elapsed
+                metrics["charts/replay_size"] = float(len(replay))
+                ctx.report(self.steps_done, metrics)
+                sums, counts, episodes = {}, {}, {}
+                clock, steps0, updates0 = time.monotonic(), self.steps_done, self.updates
+                next_report = (self.steps_done // c.report_every + 1) * c.report_every
+
+    def _collect(self, env, obs, rng, total_steps, episodes, intended, goals, sums, counts) -> dict[str, np.ndarray]:
+        """Up to ``unroll`` steps of every env with noisy search; returns the segment's targets."""
+        c = self.config
+        n = env.num_envs
+        rec: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "policy", "net_value", "arrival", "reward", "term", "trunc", "final_value")}
+        for _ in range(c.unroll):
+            if self.steps_done >= total_steps:
+                break
+            core, state = require_core(env)
+            bonus = self.explore_bonus()
+            edge_bonus = self._novelty.bonus_fn(bonus) if bonus > 0 else None
+            res = search(core, state, self._evaluate, self.search_config, rng, noise=True, sample=True, edge_bonus=edge_bonus)
+            next_obs, reward, terminated, truncated, info = env.step(res.action)
+            terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+            done = terminated | truncated
+            arrival = np.array(next_obs, copy=True)
+            final_value = np.zeros(n)
+            if done.any():
+                idx = np.flatnonzero(done)
+                arrival[idx] = np.stack([info["final_obs"][i] for i in idx])
+                final_value[idx] = self._evaluate(arrival[idx])[1]
+                self._record_episodes(info, idx, intended, goals, episodes)
+                self._novelty.restart(idx, next_obs[idx])
+            self._novelty.visit(next_obs)
+            for key, value in (("obs", obs), ("policy", res.policy_target), ("net_value", res.raw_value if c.value_bootstrap == "network" else res.root_value), ("arrival", arrival),
+                               ("reward", np.asarray(reward, np.float64)), ("term", terminated), ("trunc", truncated), ("final_value", final_value)):  # fmt: skip
+                rec[key].append(np.asarray(value))
+            _accumulate(sums, counts, {
+                "search/root_value": float(res.root_value.mean()),
+                "search/net_value": float(res.raw_value.mean()),
+                "search/max_depth": float(res.max_depth.mean()),
+                "search/target_entropy": float(-(res.policy_target * np.log(np.maximum(res.policy_target, 1e-12))).sum(1).mean()),
+                "search/explore_bonus": bonus,
+            })  # fmt: skip
+            obs = next_obs
+            self.steps_done += n
+        bootstrap = self._evaluate(obs)[1]
+        seg = {k: np.stack(v) for k, v in rec.items()}
+        values = np.concatenate([seg["net_value"], bootstrap[None]])
+        targets = lambda_returns(seg["reward"], seg["term"], seg["trunc"], values, seg["final_value"], c.discount, c.lam)
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (T, B, ...) -> (T * B, ...)
+        return {
+            "obs": flat(seg["obs"]),
+            "policy": flat(seg["policy"]),
+            "value": flat(targets),
+            "arrival": flat(seg["arrival"]),
+            "reward": flat(seg["reward"]),
+            "next_obs": obs,
+        }
+
+    def explore_bonus(self) -> float:
+        """The training-only novelty bonus at the current step (linear decay to 0)."""
+        c = self.config
+        if c.explore_bonus <= 0 or self.steps_done >= c.explore_steps:
+            return 0.0
+        return c.explore_bonus * (1.0 - self.steps_done / c.explore_steps)
+
+    def _update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+        c = self.config
+        k = len(batch["obs"])
+        x = torch.as_tensor(np.concatenate([batch["obs"], batch["arrival"]]))
+        _, logits, value, reward = self.net(x)
+        target_pi = torch.as_tensor(batch["policy"])
+        policy_loss = -(target_pi * torch.log_softmax(logits[:k], -1)).sum(-1).mean()
+        value_loss = 0.5 * (value[:k] - torch.as_tensor(batch["value"])).pow(2).mean()
+        r_true = torch.as_tensor(batch["reward"])
+        reward_err = reward[k:] - r_true
+        reward_loss = 0.5 * reward_err.pow(2).mean()
+        loss = policy_loss + c.value_coef * value_loss + c.reward_coef * reward_loss
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        grad = float(nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm))
+        self.optim.step()
+        self.updates += 1
+        out = {
+            "loss/policy": policy_loss.item(),
+            "loss/value": value_loss.item(),
+            "loss/reward": reward_loss.item(),
+            "grad/norm": grad,
+        }
+        rewarded = r_true != 0
+        if bool(rewarded.any()):
+            out["reward_model/abs_err_rewarded"] = reward_err[rewarded].abs().mean().item()
+        if bool((~rewarded).any()):
+            out["reward_model/abs_err_unrewarded"] = reward_err[~rewarded].abs().mean().item()
+        return out
+
+    def _record_episodes(self, info: Mapping[str, Any], idx: np.ndarray, intended: str | None, goals: tuple[str, ...], out: dict[str, list[float]]) -> None:
+        final = info.get("final_info")
+        self.episodes += len(idx)
+        if final is None:
+            return
+        if "intended_return" in final:
+            out.setdefault("charts/episode_return", []).extend(np.asarray(final["intended_return"])[idx].tolist())
+        if "episode_length" in final:
+            out.setdefault("charts/episode_length", []).extend(np.asarray(final["episode_length"])[idx].tolist())
+        reached = final.get("goal_reached", {})
+        for goal in goals:
+            if goal in reached:
+                hits = np.asarray(reached[goal], dtype=float)[idx].tolist()
+                out.setdefault(f"charts/reached_{goal}", []).extend(hits)
+                if goal == intended:
+                    out.setdefault("charts/success_rate", []).extend(hits)
+
+    # Persistence --------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Network ``state_dict`` under ``net.*``; Adam moments and step counts under ``optim.<i>.*``."""
+        out = {NET + k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        for index, slots in self.optim.state_dict()["state"].items():
+            for slot, value in slots.items():
+                out[f"{OPTIM}{index}.{slot}"] = torch.as_tensor(value).clone()
+        return out
+
+    def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`tensors`; strict about missing, extra or mis-shaped weights."""
+        unknown = sorted(k for k in tensors if not k.startswith((NET, OPTIM)))
+        if unknown:
+            raise KeyError(f"unexpected tensors {unknown[:3]}")
+        self.net.load_state_dict({k.removeprefix(NET): v for k, v in tensors.items() if k.startswith(NET)}, strict=True)
+        params = list(self.net.parameters())
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if not key.startswith(OPTIM):
+                continue
+            index, _, slot = key.removeprefix(OPTIM).partition(".")
+            i = int(index)
+            if not 0 <= i < len(params):
+                raise KeyError(f"optimizer state for parameter {i}, the network has {len(params)}")
+            if slot != "step" and value.shape != params[i].shape:
+                raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, parameter has {tuple(params[i].shape)}")
+            state.setdefault(i, {})[slot] = value.clone()
+        self.optim.load_state_dict({"state": state, "param_groups": self.optim.state_dict()["param_groups"]})
+
+    def state_json(self) -> dict[str, Any]:
+        return {"steps_done": self.steps_done, "updates": self.updates, "episodes": self.episodes}
+
+    def load_state_json(self, data: Mapping[str, Any]) -> None:
+        super().load_state_json(data)
+        self.updates = int(data.get("updates", 0))
+        self.episodes = int(data.get("episodes", 0))
+
+
+def _accumulate(sums: dict[str, float], counts: dict[str, int], values: Mapping[str, float]) -> None:
+    for key, value in values.items():
+        if math.isfinite(value):
+            sums[key] = sums.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + 1

@@ -1,0 +1,78 @@
+"""The planner's network: one torso, three heads (policy prior, value, reward model).
+
+The torso is a same-size 3x3 conv stack plus one linear layer, as PPO's ``GridCNN``: symbolic grids
+are small, so every cell keeps its own activations until the linear layer reads the whole board.
+The heads read the torso's features:
+
+* ``policy``: prior logits over actions at this observation (trained on search policies);
+* ``value``: expected discounted return from this observation (trained on lambda-returns);
+* ``reward``: the reward received on *arriving* at this observation, ``r(s')`` (regressed on the
+  rewards seen on the training split). A state-based reward keeps the learned objective a map
+  over observations, so the value-map probe can ask it about edited observations directly, and
+  each tree expansion gets the new leaf's prior, value and edge reward from one network call.
+
+The last layer of every head starts at zero: the untrained planner has a uniform prior, value 0
+and predicts no reward anywhere, so early search is not steered by random initial outputs.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from misgen.errors import MisgenError
+
+
+def image_shape(space: gym.Space) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a channels-first image observation space, or a one-line error."""
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 3:
+        raise MisgenError(f"the planner's network needs (C, H, W) Box observations, got {space}")
+    c, h, w = (int(d) for d in space.shape)
+    return c, h, w
+
+
+class PlannerNet(nn.Module):
+    """Torso + policy / value / reward heads.
+
+    Args:
+        observation_space: ``(C, H, W)`` Box; inputs are scaled by 1 / its upper bound.
+        num_actions: size of the Discrete action space.
+        channels: channels of every conv layer.
+        conv_layers: number of 3x3 same-size conv layers.
+        hidden: width of the feature vector (the ``features`` extra).
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, num_actions: int, channels: int, conv_layers: int, hidden: int) -> None:
+        super().__init__()
+        c, h, w = image_shape(observation_space)
+        layers: list[nn.Module] = []
+        for i in range(conv_layers):
+            layers += [nn.Conv2d(c if i == 0 else channels, channels, 3, padding=1), nn.ReLU()]
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        flat = (channels if conv_layers else c) * h * w
+        self.linear = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU())
+        self.policy = nn.Linear(hidden, num_actions)
+        self.value = nn.Linear(hidden, 1)
+        self.reward = nn.Linear(hidden, 1)
+        high = np.asarray(observation_space.high, dtype=np.float64)
+        self.scale = 1.0 / max(float(high.max()) if np.isfinite(high).all() else 1.0, 1.0)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(obs.float() * self.scale))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(features (n, hidden), logits (n, A), value (n,), reward (n,))``."""
+        feat = self.features(obs)
+        return feat, self.policy(feat), self.value(feat).squeeze(-1), self.reward(feat).squeeze(-1)
+
+    def init_weights(self, generator: torch.Generator) -> None:
+        """Kaiming-uniform torso from ``generator`` (never the global RNG); zero head outputs."""
+        for module in [*self.convs, *self.linear]:
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu", generator=generator)
+                nn.init.zeros_(module.bias)
+        for head in (self.policy, self.value, self.reward):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)

@@ -1,0 +1,325 @@
+"""The Dreamer agent: numerics (symlog, two-hot, λ-returns, KL), shapes, replay, persistence, training."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from misgen.agents import get_agent
+from misgen.agents.base import SimpleContext
+from misgen.agents.checkpoint import load_agent, save_agent, torch_generator
+from misgen.agents.dreamer import DreamerAgent, DreamerConfig
+from misgen.agents.dreamer.behavior import lambda_returns
+from misgen.agents.dreamer.networks import (
+    ObsCodec,
+    TwoHot,
+    categorical_kl,
+    sample_onehot,
+    symexp,
+    symlog,
+    unimix_probs,
+)
+from misgen.agents.dreamer.replay import Replay
+from misgen.configs import build_config
+from misgen.environments import get_env
+
+
+def debug_agent(seed: int = 0, **sets: str) -> tuple[DreamerAgent, gym.vector.VectorEnv]:
+    cfg = build_config(DreamerConfig, DreamerAgent.presets["debug"], sets, "dreamer")
+    env = get_env("maze-cheese").make("train", cfg.num_envs, 3)
+    return DreamerAgent(cfg, env.single_observation_space, env.single_action_space, seed), env
+
+
+# Numerics -------------------------------------------------------------------------------------------
+def test_symlog_round_trip_and_shape():
+    x = torch.tensor([-1e4, -10.0, -1.0, -0.1, 0.0, 0.1, 1.0, 10.0, 1e4])
+    assert torch.allclose(symexp(symlog(x)), x, rtol=1e-5, atol=1e-6)
+    assert symlog(torch.tensor(10.0)) < 10.0 and symlog(torch.tensor(0.01)) == pytest.approx(0.01, rel=0.01)
+
+
+def test_twohot_round_trip_and_weights():
+    th = TwoHot(255)
+    x = torch.tensor([-300.0, -10.0, -0.37, 0.0, 0.5, 1.0, 10.0, 123.4, 5000.0])
+    w = th.encode(x)
+    assert w.shape == (9, 255)
+    assert torch.allclose(w.sum(-1), torch.ones(9))
+    assert ((w > 0).sum(-1) <= 2).all()
+    assert torch.allclose(th.decode_weights(w), x, rtol=1e-4, atol=1e-4)
+    # A head whose logits put all mass on the two-hot target predicts the target.
+    logits = torch.log(w + 1e-12)
+    assert torch.allclose(th.mean(logits), x, rtol=1e-3, atol=1e-3)
+    # Log-prob is maximised by the matching distribution.
+    assert th.log_prob(logits, x).mean() > th.log_prob(torch.zeros_like(logits), x).mean()
+
+
+def test_twohot_clamps_beyond_bins():
+    th = TwoHot(255)
+    big = torch.tensor([1e12])
+    assert torch.isfinite(th.decode_weights(th.encode(big))).all()
+
+
+def test_unimix_floor_and_straight_through_sample():
+    logits = torch.tensor([[10.0, -10.0, -10.0, -10.0]], requires_grad=True)
+    probs = unimix_probs(logits, 0.01)
+    assert probs.min() >= 0.01 / 4 - 1e-7
+    s1 = sample_onehot(probs, torch_generator(1))
+    s2 = sample_onehot(probs, torch_generator(1))
+    assert torch.equal(s1, s2)
+    assert s1.detach().sum() == 1 and set(s1.detach().flatten().tolist()) <= {0.0, 1.0}
+    (s1 * torch.arange(4.0)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_sampling_follows_probabilities():
+    probs = torch.tensor([0.1, 0.2, 0.7]).expand(20000, 3)
+    counts = sample_onehot(probs, torch_generator(0)).sum(0) / 20000
+    assert torch.allclose(counts, torch.tensor([0.1, 0.2, 0.7]), atol=0.02)
+
+
+def test_categorical_kl():
+    p = unimix_probs(torch.randn(5, 3, 4, generator=torch_generator(0)), 0.01)
+    assert torch.allclose(categorical_kl(p, p), torch.zeros(5), atol=1e-6)
+    q = unimix_probs(torch.zeros(5, 3, 4), 0.01)
+    assert (categorical_kl(p, q) > 0).all()
+
+
+def test_lambda_returns_limits():
+    rewards = torch.tensor([[1.0], [0.0], [2.0]])
+    values = torch.tensor([[0.5], [1.0], [3.0], [4.0]])
+    disc = torch.full((3, 1), 0.9)
+    # λ = 0: one-step TD targets r_{t+1} + γ v(s_{t+1}).
+    td = lambda_returns(rewards, values, disc, 0.0)
+    assert torch.allclose(td[:, 0], torch.tensor([1 + 0.9 * 1.0, 0 + 0.9 * 3.0, 2 + 0.9 * 4.0]))
+    # λ = 1: discounted Monte-Carlo sum bootstrapped from the last value.
+    mc = lambda_returns(rewards, values, disc, 1.0)
+    last = 2 + 0.9 * 4.0
+    assert torch.allclose(mc[:, 0], torch.tensor([1 + 0.9 * (0 + 0.9 * last), 0 + 0.9 * last, last]))
+    # A zero continue cuts the bootstrap.
+    cut = lambda_returns(rewards, values, torch.tensor([[0.9], [0.0], [0.9]]), 0.5)
+    assert cut[1, 0] == pytest.approx(0.0)
+
+
+# Shapes and losses ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "space",
+    [
+        gym.spaces.Box(0, 1, (3, 13, 13), np.uint8),
+        gym.spaces.Box(0, 1, (5, 7, 9), np.uint8),
+        gym.spaces.Box(0, 255, (64, 64, 3), np.uint8),
+        gym.spaces.Box(0, 255, (3, 21, 21), np.uint8),
+        gym.spaces.Box(-5.0, 5.0, (10,), np.float32),
+    ],
+)
+def test_codec_shapes(space):
+    codec = ObsCodec(space, depth=4, hidden=16, layers=1, feat_dim=24)
+    obs = torch.as_tensor(np.stack([space.sample() for _ in range(3)]))
+    assert codec.encode(obs).shape == (3, codec.embed_dim)
+    assert codec.decode(torch.zeros(3, 24)).shape == codec.preprocess(obs).shape
+    loss = codec.loss(torch.zeros(3, 24), obs)
+    assert loss.shape == (3,) and torch.isfinite(loss).all()
+
+
+def _batch(agent: DreamerAgent, b: int = 2, t: int = 5) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 2, size=(b, t, *agent.observation_space.shape)).astype(np.uint8)
+    terminal = np.zeros((b, t), bool)
+    terminal[0, 3] = True
+    first = np.zeros((b, t), bool)
+    first[0, 4] = True
+    reward = np.where(terminal, 10.0, 0.0).astype(np.float32)
+    return {
+        "obs": torch.as_tensor(obs), "action": torch.as_tensor(rng.integers(0, 4, (b, t))),
+        "reward": torch.as_tensor(reward), "is_first": torch.as_tensor(first), "is_terminal": torch.as_tensor(terminal),
+    }
+
+
+def test_world_model_loss_terms_and_free_bits():
+    agent, _ = debug_agent()
+    b = _batch(agent)
+    loss, post, metrics = agent.wm.loss(
+        b["obs"], b["action"], b["reward"], b["is_first"], b["is_terminal"], torch_generator(0),
+        dyn_scale=0.5, rep_scale=0.1, free_nats=1.0,
+    )
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert post.deter.shape == (2, 5, agent.config.deter)
+    assert post.stoch.shape == (2, 5, agent.config.latents, agent.config.classes)
+    for key in ("loss/recon", "loss/reward", "loss/cont", "loss/dyn_kl", "loss/rep_kl"):
+        assert np.isfinite(metrics[key])
+    # Free bits: each KL term contributes at least 1 nat, so the total is at least 0.6 above the
+    # prediction terms.
+    pred = metrics["loss/recon"] + metrics["loss/reward"] + metrics["loss/cont"]
+    assert metrics["loss/model"] >= pred + 0.6 - 1e-4
+    # The zero-initialised reward head predicts 0 before training.
+    assert metrics["model/reward_err_unrewarded"] == pytest.approx(0.0, abs=1e-6)
+    loss.backward()
+    grads = [p.grad for p in agent.wm.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_behavior_loss_shapes_and_no_model_gradient():
+    agent, _ = debug_agent()
+    b = _batch(agent)
+    _, post, _ = agent.wm.loss(b["obs"], b["action"], b["reward"], b["is_first"], b["is_terminal"], torch_generator(0),
+                               dyn_scale=0.5, rep_scale=0.1, free_nats=1.0)
+    agent.wm.zero_grad(set_to_none=True)
+    from misgen.agents.dreamer.world_model import Latent
+
+    start = Latent(post.deter.flatten(0, 1), post.stoch.flatten(0, 1))
+    actor_loss, critic_loss, metrics = agent.behavior.loss(
+        agent.wm, start, torch.ones(10), torch_generator(0), horizon=4, gamma=0.99, lam=0.95, entropy=3e-4, slowreg=1.0
+    )
+    (actor_loss + critic_loss).backward()
+    assert all(p.grad is None for p in agent.wm.parameters())
+    assert any(p.grad is not None for p in agent.behavior.actor.parameters())
+    assert any(p.grad is not None for p in agent.behavior.critic.parameters())
+    assert metrics["behavior/retnorm_scale"] >= 1.0
+
+
+def test_act_extras_and_reset_on_first():
+    agent, env = debug_agent()
+    obs, _ = env.reset(seed=0)
+    n = env.num_envs
+    state = agent.initial_state(n)
+    actions, state, extras = agent.act(obs, state, np.ones(n, bool))
+    assert actions.shape == (n,) and actions.dtype.kind == "i"
+    feat_dim = agent.config.deter + agent.config.latents * agent.config.classes
+    assert extras["features"].shape == (n, feat_dim)
+    assert extras["value"].shape == (n,) and extras["reward_pred"].shape == (n,)
+    # first=True resets the memory: the same obs from two different carries give the same state.
+    other = agent.act(obs, agent.act(obs, state, np.zeros(n, bool))[1], np.zeros(n, bool))[1]
+    agent.gen = torch_generator(5)
+    _, a, _ = agent.act(obs, state, np.ones(n, bool))
+    agent.gen = torch_generator(5)
+    _, b, _ = agent.act(obs, other, np.ones(n, bool))
+    assert torch.equal(a.latent.deter, b.latent.deter) and torch.equal(a.latent.stoch, b.latent.stoch)
+
+
+def test_imagine_and_evaluate_obs_shapes():
+    agent, env = debug_agent()
+    obs, _ = env.reset(seed=0)
+    n = env.num_envs
+    state = agent.observe_state(np.stack([obs, obs], 1), np.zeros((n, 2), np.int64))
+    out = agent.imagine(state, np.ones((n, 6), np.int64))
+    assert out["reward"].shape == (n, 6) and out["cont"].shape == (n, 6)
+    assert out["value"].shape == (n, 7) and out["features"].shape[:2] == (n, 7)
+    again = agent.imagine(state, np.ones((n, 6), np.int64))
+    assert np.array_equal(out["reward"], again["reward"])  # mode latents: deterministic
+    ev = agent.evaluate_obs(obs)
+    assert ev["value"].shape == (n,) and ev["reward"].shape == (n,)
+    assert np.allclose(ev["features"], agent.observe_state(obs[:, None]).latent.features.numpy())
+
+
+# Replay ---------------------------------------------------------------------------------------------------
+def test_replay_sequences_are_consecutive_and_wrap():
+    rep = Replay(num_envs=2, capacity=20, obs_shape=(1,), obs_dtype=np.dtype(np.int64))
+    for i in range(25):  # stream 0 wraps (10 slots), stream 1 only gets every other step
+        rep.add(np.array([0]), np.array([[i]]), np.array([i]), np.array([0.0]), np.array([False]), np.array([False]))
+        if i % 2:
+            rep.add(np.array([1]), np.array([[100 + i]]), np.array([i]), np.array([0.0]), np.array([False]), np.array([False]))
+    batch = rep.sample(200, 4, np.random.default_rng(0))
+    seqs = batch["obs"][..., 0]
+    assert (np.diff(seqs % 100, axis=1) > 0).all()  # consecutive in time, never across the wrap point
+    s0 = seqs[seqs[:, 0] < 100]
+    assert s0.min() >= 15  # only the 10 newest entries of stream 0 survive
+    assert (np.diff(s0, axis=1) == 1).all()
+    with pytest.raises(ValueError):
+        Replay(2, 20, (1,), np.dtype(np.int64)).sample(1, 4, np.random.default_rng(0))
+
+
+def test_learn_stores_final_observations_with_correct_flags():
+    agent, _ = debug_agent(prefill="10000")  # random actions throughout
+    env = get_env("maze-cheese").make("train", 4, 1, {"size": 5, "region": 3, "max_steps": 6})
+    agent_small = DreamerAgent(agent.config, env.single_observation_space, env.single_action_space, 0)
+    agent_small.learn(env, SimpleContext(400, seed=0))
+    rep = agent_small.replay
+    assert rep is not None
+    obs, first, term, rew = rep.obs, rep.is_first, rep.is_terminal, rep.reward
+    on_cheese = (obs[:, :, 1] & obs[:, :, 2]).reshape(*obs.shape[:2], -1).any(-1).astype(bool)
+    valid = np.arange(rep.size)[None] < rep.count[:, None]
+    assert term[valid].any() and first[valid].sum() > term[valid].sum()  # both endings happen
+    assert np.array_equal(term & valid, on_cheese & valid)  # terminal exactly where the mouse is on the cheese
+    assert np.all(rew[term & valid] == 10.0) and np.all(rew[~term & valid] == 0.0)
+    # The entry before every episode start is that episode's final observation: terminal (mouse on
+    # the cheese, within 6 steps) or truncated at exactly 6 steps (stored as not terminal).
+    truncated = 0
+    for e in range(rep.num_envs):
+        starts = np.flatnonzero(first[e, : rep.count[e]])
+        assert starts[0] == 0 and len(starts) > 1
+        for s, nxt in zip(starts[:-1], starts[1:], strict=True):
+            final = nxt - 1
+            assert not first[e, s + 1 : nxt].any()
+            if term[e, final]:
+                assert final - s <= 6
+            else:
+                assert final - s == 6
+                truncated += 1
+    assert truncated > 0
+
+
+# Persistence and training ------------------------------------------------------------------------------------
+def test_save_load_round_trip(tmp_path):
+    agent, env = debug_agent()
+    agent.learn(env, SimpleContext(160, seed=0))
+    assert agent.updates > 0
+    path = save_agent(agent, tmp_path / "ckpt")
+    loaded = load_agent(path)
+    assert isinstance(loaded, DreamerAgent)
+    assert loaded.steps_done == agent.steps_done and loaded.updates == agent.updates
+    a, b = agent.tensors(), loaded.tensors()
+    assert a.keys() == b.keys()
+    assert any(k.startswith("opt.model.") for k in a) and any(k.startswith("behavior.slow_critic.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    obs, _ = env.reset(seed=4)
+    agent.gen, loaded.gen = torch_generator(9), torch_generator(9)
+    x = agent.act(obs, agent.initial_state(len(obs)), np.ones(len(obs), bool))
+    y = loaded.act(obs, loaded.initial_state(len(obs)), np.ones(len(obs), bool))
+    assert np.array_equal(x[0], y[0]) and np.allclose(x[2]["value"], y[2]["value"])
+    # Resume: training continues from the loaded step count.
+    loaded.learn(env, SimpleContext(240, start_step=loaded.steps_done, seed=1))
+    assert loaded.steps_done >= 240 and loaded.updates > agent.updates
+
+
+def test_training_is_deterministic_on_cpu():
+    def run() -> dict[str, torch.Tensor]:
+        agent, env = debug_agent(seed=3)
+        agent.learn(env, SimpleContext(300, seed=11))
+        return agent.tensors()
+
+    a, b = run(), run()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_smoke_train_reports_and_learns():
+    agent, env = debug_agent(seed=1)
+    ctx = SimpleContext(1024, seed=2)
+    agent.learn(env, ctx)
+    assert agent.steps_done >= 1024
+    steps = [s for s, _ in ctx.history]
+    assert steps == sorted(steps) and steps[-1] >= 1024
+    last = ctx.history[-1][1]
+    for key in ("updates", "loss/model", "loss/actor", "loss/critic", "charts/success", "charts/env_steps_per_s"):
+        assert key in last and np.isfinite(last[key])
+    assert 0.0 <= last["charts/success"] <= 1.0
+    first_recon = next(m["loss/recon"] for _, m in ctx.history if "loss/recon" in m)
+    assert last["loss/recon"] < 0.85 * first_recon  # the world model fits the maze observations
+
+
+def test_registered_with_presets():
+    cls = get_agent("dreamer")
+    assert cls is DreamerAgent and cls.kind == "model-based"
+    assert {"debug", "small", "medium"} <= set(cls.presets)
+    for preset in cls.presets.values():
+        build_config(DreamerConfig, preset, {}, "dreamer")
+
+
+def test_harness_train_and_resume():
+    from misgen.train import TrainRequest, train
+
+    run = train(TrainRequest("maze-cheese", "dreamer", seed=0, steps=128, preset="debug"))
+    assert run.status == "complete" and run.checkpoints()
+    run = train(TrainRequest("maze-cheese", "dreamer", seed=0, steps=192, preset="debug", resume=True))
+    assert run.status == "complete" and run.checkpoints()[-1][0] >= 192
+    assert any("updates" in m for m in run.metrics())

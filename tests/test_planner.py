@@ -1,0 +1,425 @@
+"""The planner: batched MCTS against a per-node reference, known optima, the learned-vs-true reward
+switch, lambda-returns, save/load, determinism, errors, and a short training smoke run."""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from misgen.agents import get_agent
+from misgen.agents.base import SimpleContext
+from misgen.agents.checkpoint import load_agent, save_agent
+from misgen.agents.planner.mcts import SearchConfig, considered_visit_sequence, search, softmax
+from misgen.agents.planner.replay import lambda_returns
+from misgen.environments import get_env
+from misgen.environments.native import BatchState
+from misgen.errors import MisgenError
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny networks: one thread avoids oversubscription slowdowns on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# A random graph game: the model for checking the batched search node by node ---------------------
+
+
+@dataclass(frozen=True)
+class GraphState(BatchState):
+    node: np.ndarray  # (N,) int64
+
+
+class GraphCore:
+    """K graph nodes, A actions: fixed random successors, rewards and terminal nodes."""
+
+    def __init__(self, k: int = 12, a: int = 3, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.k, self.a = k, a
+        self.succ = rng.integers(0, k, size=(k, a))
+        self.rew = rng.normal(size=(k, a)).round(2)
+        self.term = rng.random(k) < 0.25
+        self.term[0] = False
+        self.logits = rng.normal(size=(k, a))
+        self.value = rng.normal(size=k)
+        self.learned_reward = rng.normal(size=k)
+
+    def step(self, state, actions):
+        nxt = self.succ[state.node, actions]
+        return GraphState(nxt), self.rew[state.node, actions], self.term[nxt], np.zeros(len(nxt), bool)
+
+    def observe(self, state):
+        return state.node.copy()
+
+    def evaluate(self, obs):
+        return self.logits[obs], self.value[obs], self.learned_reward[obs]
+
+
+class RefNode:
+    def __init__(self, node: int, logits: np.ndarray, value: float, reward: float, terminal: bool) -> None:
+        self.node, self.logits, self.raw_value, self.reward, self.terminal = node, logits, value, reward, terminal
+        self.children: dict[int, RefNode] = {}
+        self.n, self.w = 0, 0.0
+
+
+def ref_search(core: GraphCore, root_node: int, cfg: SearchConfig, gumbel: np.ndarray) -> dict:
+    """Node-by-node MCTS for one env (recursive, dict children), written from mctx's formulas."""
+    a, gamma = core.a, cfg.discount
+    logits, value, reward = core.evaluate(np.array([root_node]))
+    root = RefNode(root_node, logits[0], float(value[0]), 0.0, False)
+    root.n, root.w = 1, float(value[0])
+
+    def stats(nd):
+        n = np.array([nd.children[i].n if i in nd.children else 0 for i in range(a)], float)
+        q = np.array([nd.children[i].reward + gamma * nd.children[i].w / nd.children[i].n if i in nd.children else 0.0 for i in range(a)])
+        return n, q
+
+    def completed(nd, logits=None):
+        n, q = stats(nd)
+        p = softmax((nd.logits if logits is None else logits)[None])[0]
+        seen = n > 0
+        if seen.any():
+            wq = sum(p[i] * q[i] for i in range(a) if seen[i]) / sum(p[i] for i in range(a) if seen[i])
+        else:
+            wq = 0.0
+        mixed = (nd.raw_value + n.sum() * wq) / (n.sum() + 1)
+        return np.array([q[i] if seen[i] else mixed for i in range(a)])
+
+    def sigma(nd, logits=None):
+        n, _ = stats(nd)
+        q = completed(nd, logits)
+        q = (q - q.min()) / max(q.max() - q.min(), cfg.q_range_floor)
+        return (cfg.maxvisit_init + n.max()) * cfg.value_scale * q
+
+    def select(nd, depth, sim):
+        n, q = stats(nd)
+        if cfg.rule == "puct":
+            v = nd.w / nd.n
+            safe = [q[i] if n[i] > 0 else v for i in range(a)]
+            lo, hi = min(v, min(safe)), max(v, max(safe))
+            norm = [((q[i] if n[i] > 0 else lo) - lo) / max(hi - lo, cfg.q_range_floor) for i in range(a)]
+            c = cfg.pb_c_init + math.log((nd.n + cfg.pb_c_base + 1) / cfg.pb_c_base)
+            p = softmax(nd.logits[None])[0]
+            scores = [norm[i] + math.sqrt(nd.n) * c * p[i] / (n[i] + 1) for i in range(a)]
+            return int(np.argmax(scores))
+        if depth == 0:
+            visit = considered_visit_sequence(min(cfg.max_considered, a), cfg.num_simulations)[sim]
+            lg = nd.logits - nd.logits.max()
+            s = sigma(nd)
+            scores = [max(-1e9, gumbel[i] + lg[i] + s[i]) if n[i] == visit else -np.inf for i in range(a)]
+            return int(np.argmax(scores))
+        probs = softmax((nd.logits + sigma(nd))[None])[0]
+        return int(np.argmax(probs - n / (1 + n.sum())))
+
+    def simulate(nd, depth, sim):
+        """Returns the value backed up into ``nd`` (already discounted at this level)."""
+        if nd.terminal:
+            g = 0.0
+        else:
+            act = select(nd, depth, sim)
+            if act in nd.children:
+                child = nd.children[act]
+                g = child.reward + gamma * simulate(child, depth + 1, sim)
+            else:
+                st, (r,), (term,), _ = core.step(GraphState(np.array([nd.node])), np.array([act]))
+                nxt = st.node[0]
+                lg, v, lr = core.evaluate(np.array([nxt]))
+                child = RefNode(int(nxt), lg[0], 0.0 if term else float(v[0]), float(r if cfg.reward_source == "true" else lr[0]), bool(term))
+                child.n, child.w = 1, child.raw_value
+                nd.children[act] = child
+                g = child.reward + gamma * child.raw_value
+        nd.n += 1
+        nd.w += g
+        return g
+
+    for sim in range(cfg.num_simulations):
+        simulate(root, 0, sim)
+    n, _ = stats(root)
+    out = {"visits": n, "q": completed(root), "root_value": root.w / root.n}
+    if cfg.rule == "gumbel":
+        lg = root.logits - root.logits.max()
+        s = sigma(root)
+        out["action"] = int(np.argmax([max(-1e9, gumbel[i] + lg[i] + s[i]) if n[i] == n.max() else -np.inf for i in range(a)]))
+        out["target"] = softmax((root.logits + s)[None])[0]
+    else:
+        out["action"] = int(np.argmax(n))
+        out["target"] = n / n.sum()
+    return out
+
+
+@pytest.mark.parametrize("rule", ["gumbel", "puct"])
+@pytest.mark.parametrize("reward_source", ["learned", "true"])
+@pytest.mark.parametrize("sims", [1, 7, 24])
+def test_batched_search_matches_node_by_node_reference(rule, reward_source, sims):
+    core = GraphCore(seed=sims)
+    cfg = SearchConfig(
+        num_simulations=sims, rule=rule, reward_source=reward_source, discount=0.9,
+        max_considered=2 if sims == 7 else 16, q_range_floor=0.5 if sims == 24 else 1e-8,
+    )  # fmt: skip
+    roots = np.flatnonzero(~core.term)
+    res = search(core, GraphState(roots), core.evaluate, cfg, np.random.default_rng(5), noise=rule == "gumbel")
+    gumbel = np.random.default_rng(5).gumbel(size=(len(roots), core.a)) if rule == "gumbel" else np.zeros((len(roots), core.a))
+    for b, node in enumerate(roots):
+        ref = ref_search(core, int(node), cfg, gumbel[b])
+        np.testing.assert_array_equal(res.visit_counts[b], ref["visits"])
+        np.testing.assert_allclose(res.q_values[b], ref["q"], atol=1e-12)
+        np.testing.assert_allclose(res.root_value[b], ref["root_value"], atol=1e-12)
+        np.testing.assert_allclose(res.policy_target[b], ref["target"], atol=1e-12)
+        assert res.action[b] == ref["action"]
+    assert (res.visit_counts.sum(axis=1) == sims).all()
+
+
+def test_one_step_tree_values_equal_enumerated_rewards():
+    """Every transition terminates: each visited root Q is the enumerated reward, root value the mean."""
+    core = GraphCore(k=6, a=4, seed=3)
+    core.term[:] = True
+    core.term[0] = False
+    core.succ[:] = np.arange(1, 5)[None]  # action i -> terminal node i + 1
+    cfg = SearchConfig(num_simulations=12, rule="gumbel", reward_source="true", discount=0.9)
+    res = search(core, GraphState(np.array([0])), core.evaluate, cfg)
+    visits, q = res.visit_counts[0], res.q_values[0]
+    assert visits.sum() == 12 and (visits > 0).all()
+    np.testing.assert_allclose(q, core.rew[0])
+    expected_root = (core.value[0] + (visits * core.rew[0]).sum()) / (1 + visits.sum())
+    np.testing.assert_allclose(res.root_value[0], expected_root)
+    assert res.action[0] == int(np.argmax(core.rew[0] + core.logits[0] * 0)) or visits[res.action[0]] == visits.max()
+
+
+def test_sequential_halving_schedule_matches_mctx():
+    # Values from mctx's seq_halving.get_sequence_of_considered_visits.
+    assert considered_visit_sequence(4, 16).tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert considered_visit_sequence(2, 5).tolist() == [0, 0, 1, 1, 2]
+    assert considered_visit_sequence(1, 3).tolist() == [0, 1, 2]
+
+
+# Known answers on maze-cheese ---------------------------------------------------------------------
+
+
+def _maze_states_near_cheese(distance: int, n: int = 24):
+    """Maze-cheese states with the mouse exactly ``distance`` moves from the cheese (BFS)."""
+    from misgen.environments.gridpath import distance_field
+
+    spec = get_env("maze-cheese")
+    env = spec.make("test-shift", n, 0)
+    env.reset(seed=1)
+    state = env.state
+    targets = np.zeros(state.walls.shape, bool)
+    targets[np.arange(n), state.cheese[:, 0], state.cheese[:, 1]] = True
+    dist = distance_field(targets, ~state.walls)
+    keep, agent = [], []
+    for i in range(n):
+        cells = np.argwhere(dist[i] == distance)
+        if len(cells):
+            keep.append(i)
+            agent.append(cells[0])
+    state = state.take(np.array(keep))
+    state = type(state)(state.walls, np.array(agent), state.cheese, state.reached, state.t, state.level_seed)
+    return env.core, state
+
+
+def _zero_evaluator(reward_fn=None):
+    def evaluate(obs):
+        n = len(obs)
+        reward = np.zeros(n) if reward_fn is None else reward_fn(obs)
+        return np.zeros((n, 4)), np.zeros(n), reward
+
+    return evaluate
+
+
+def _cheese_reward(obs):
+    return 10.0 * (obs[:, 1] & obs[:, 2]).reshape(len(obs), -1).any(axis=1)
+
+
+@pytest.mark.parametrize("rule", ["gumbel", "puct"])
+@pytest.mark.parametrize("reward_source", ["true", "learned"])
+def test_search_finds_the_shortest_path_action(rule, reward_source):
+    """Cheese two moves away, no prior, no value: the search alone must find the unique best move."""
+    core, state = _maze_states_near_cheese(2)
+    assert len(state) >= 10
+    cfg = SearchConfig(num_simulations=48, rule=rule, reward_source=reward_source, discount=0.97)
+    res = search(core, state, _zero_evaluator(_cheese_reward), cfg, np.random.default_rng(0), noise=False)
+    np.testing.assert_array_equal(res.action, core.oracle_actions(state, "cheese"))
+    # The best move's Q is the largest (others reach the cheese in 3+ moves, after a wall bump).
+    best = np.eye(4, dtype=bool)[res.action]
+    assert (res.q_values[best] > 0).all()
+    assert (res.q_values[best] > res.q_values.max(axis=1, where=~best, initial=-np.inf)).all()
+
+
+def test_tree_is_scored_with_the_learned_reward_not_the_true_one():
+    """A reward model that wants the corner steers the learned planner to the corner; the true-reward
+    control still goes to the cheese."""
+    core, state = _maze_states_near_cheese(2)
+    corner = core.corner
+
+    def corner_reward(obs):
+        return 10.0 * obs[:, 1, corner[0], corner[1]].astype(float)
+
+    from misgen.environments.gridpath import distance_field
+
+    targets = np.zeros(state.walls.shape, bool)
+    targets[:, corner[0], corner[1]] = True
+    to_corner = distance_field(targets, ~state.walls)[np.arange(len(state)), state.agent[:, 0], state.agent[:, 1]]
+    near = (to_corner <= 2) & (to_corner > 0)
+    # Mice two moves from the cheese whose corner is also near, else move the mouse near the corner.
+    walls = state.walls
+    agent = state.agent.copy()
+    for i in np.flatnonzero(~near):
+        dist = distance_field(targets[i : i + 1], ~walls[i : i + 1])[0]
+        agent[i] = np.argwhere(dist == 2)[0]
+    state = type(state)(walls, agent, state.cheese, state.reached, state.t, state.level_seed)
+    cfg = SearchConfig(num_simulations=48, rule="gumbel", reward_source="learned", discount=0.97)
+    learned = search(core, state, _zero_evaluator(corner_reward), cfg, noise=False)
+    np.testing.assert_array_equal(learned.action, core.oracle_actions(state, "top-right-corner"))
+    # Same evaluator, true rewards: where the cheese is within reach of the search it goes there.
+    true_cfg = SearchConfig(num_simulations=48, rule="gumbel", reward_source="true", discount=0.97)
+    true = search(core, state, _zero_evaluator(corner_reward), true_cfg, noise=False)
+    cheese_q = true.q_values.max(axis=1)
+    corner_q = learned.q_values.max(axis=1)
+    assert (corner_q > 0).all()
+    reachable = cheese_q > 0
+    assert reachable.any()
+    np.testing.assert_array_equal(true.action[reachable], core.oracle_actions(state, "cheese")[reachable])
+
+
+def test_novelty_bonus_rewards_unseen_observations_only():
+    from misgen.agents.planner.explore import EpisodicNovelty
+
+    core, state = _maze_states_near_cheese(2, n=8)
+    obs = core.observe(state)
+    novelty = EpisodicNovelty(len(state))
+    novelty.restart(np.arange(len(state)), obs)
+    assert not novelty.novel(np.arange(len(state)), obs).any()
+    moved, *_ = core.step(state, core.oracle_actions(state, "cheese"))
+    assert novelty.novel(np.arange(len(state)), core.observe(moved)).all()
+    # In the tree: with no reward anywhere, every edge into a new cell carries exactly the bonus.
+    cfg = SearchConfig(num_simulations=8, rule="gumbel", reward_source="learned")
+    res = search(core, state, _zero_evaluator(), cfg, edge_bonus=novelty.bonus_fn(0.5))
+    rewards = res.tree["reward"][:, 1:]
+    assert set(np.unique(rewards)) <= {0.0, 0.5} and (rewards == 0.5).any()
+    # What is learned from the search excludes the bonus: no reward anywhere means Q = 0, value 0.
+    assert (res.q_values == 0).all() and (res.root_value == 0).all()
+    np.testing.assert_allclose(res.policy_target, 0.25)
+    plain = search(core, state, _zero_evaluator(), cfg)
+    assert (plain.tree["reward"] == 0).all()
+    # A zero bonus changes nothing.
+    core, state = _maze_states_near_cheese(2, n=8)
+    zero = search(core, state, _zero_evaluator(_cheese_reward), cfg, edge_bonus=novelty.bonus_fn(0.0))
+    base = search(core, state, _zero_evaluator(_cheese_reward), cfg)
+    for key in ("action", "visit_counts", "q_values", "policy_target", "root_value"):
+        np.testing.assert_array_equal(getattr(zero, key), getattr(base, key))
+
+
+def test_lambda_returns_match_direct_sums():
+    rng = np.random.default_rng(0)
+    t, b, gamma, lam = 7, 5, 0.9, 0.7
+    rewards = rng.normal(size=(t, b))
+    term = rng.random((t, b)) < 0.15
+    trunc = ~term & (rng.random((t, b)) < 0.1)
+    values = rng.normal(size=(t + 1, b))
+    final = rng.normal(size=(t, b))
+    out = lambda_returns(rewards, term, trunc, values, final, gamma, lam)
+    def direct(i: int, j: int) -> float:  # the recursion written out per env, one step at a time
+        if term[i, j]:
+            return rewards[i, j]
+        if trunc[i, j]:
+            return rewards[i, j] + gamma * final[i, j]
+        if i == t - 1:
+            return rewards[i, j] + gamma * values[t, j]
+        return rewards[i, j] + gamma * ((1 - lam) * values[i + 1, j] + lam * direct(i + 1, j))
+
+    for j in range(b):
+        for i in range(t):
+            assert out[i, j] == pytest.approx(direct(i, j))
+    assert np.allclose(lambda_returns(rewards, term, trunc, values, final, gamma, 0.0)[~term & ~trunc],
+                       (rewards + gamma * values[1:])[~term & ~trunc])  # fmt: skip
+
+
+# The agent --------------------------------------------------------------------------------------
+
+
+def _agent(seed: int = 0, **overrides):
+    cls = get_agent("planner")
+    cfg = cls.Config(**{**cls.presets["debug"], **overrides})
+    spec = get_env("maze-cheese")
+    env = spec.make("train", cfg.num_envs, 0)
+    return cls(cfg, env.single_observation_space, env.single_action_space, seed), env
+
+
+def test_learn_reports_and_is_deterministic():
+    histories, weights = [], []
+    for _ in range(2):
+        agent, env = _agent(seed=3)
+        ctx = SimpleContext(total_steps=128, seed=11)
+        agent.learn(env, ctx)
+        assert agent.steps_done == 128 and agent.updates > 0
+        histories.append([(step, {k: v for k, v in m.items() if "per_s" not in k}) for step, m in ctx.history])
+        weights.append(agent.tensors())
+    assert histories[0] == histories[1]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    step, metrics = histories[0][-1]
+    assert step == 128
+    for key in ("updates", "loss/policy", "loss/value", "loss/reward", "search/root_value", "charts/replay_size"):
+        assert key in metrics
+    other, env = _agent(seed=4)
+    other.learn(env, SimpleContext(total_steps=128, seed=11))
+    assert not all(torch.equal(weights[0][k], other.tensors()[k]) for k in weights[0])
+
+
+def test_save_load_round_trip_and_acting(tmp_path):
+    agent, env = _agent(seed=1)
+    agent.learn(env, SimpleContext(total_steps=128, seed=2))
+    path = save_agent(agent, tmp_path / "ckpt")
+    loaded = load_agent(path)
+    assert loaded.name == "planner" and loaded.steps_done == agent.steps_done and loaded.updates == agent.updates
+    original = agent.tensors()
+    assert original.keys() == loaded.tensors().keys()
+    assert any(k.startswith("optim.") for k in original)
+    assert all(torch.equal(original[k], loaded.tensors()[k]) for k in original)
+    obs, _ = env.reset(seed=7)
+    a1, _, ex1 = agent.act(obs, None, np.ones(env.num_envs, bool), env)
+    a2, _, ex2 = loaded.act(obs, None, np.ones(env.num_envs, bool), env)
+    np.testing.assert_array_equal(a1, a2)
+    n, a = env.num_envs, 4
+    assert ex1["visit_probs"].shape == (n, a) and ex1["value"].shape == (n,) and ex1["reward_pred"].shape == (n,)
+    assert ex1["features"].shape == (n, agent.config.hidden)
+    np.testing.assert_allclose(ex1["visit_probs"].sum(axis=1), 1.0, rtol=1e-6)
+    for key in ex1:
+        np.testing.assert_array_equal(ex1[key], ex2[key])
+    np.testing.assert_allclose(loaded.reward_of_obs(obs), ex1["reward_pred"], rtol=1e-6)
+    assert loaded.value_of_obs(obs).shape == (n,)
+
+
+def test_collect_with_planner_records_search_extras():
+    from misgen.probes.rollout import collect
+
+    agent, _ = _agent(seed=0, max_considered=4)
+    spec = get_env("maze-cheese")
+    ro = collect(agent, spec, "test-iid", episodes=3, seed=0, overrides={"max_steps": 12})
+    assert ro.episodes == 3
+    assert ro.extras["visit_probs"].shape[-1] == 4
+    assert {"features", "value", "reward_pred", "visit_probs"} <= set(ro.extras)
+
+
+def test_planner_errors_are_one_line():
+    agent, env = _agent()
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(MisgenError, match="needs the env"):
+        agent.act(obs, None, np.ones(env.num_envs, bool), None)
+    fake = types.SimpleNamespace(num_envs=4, misgen_spec=types.SimpleNamespace(id="procgen-thing"))
+    with pytest.raises(MisgenError, match="Native envs: .*maze-cheese"):
+        agent.act(obs, None, np.ones(4, bool), fake)
+    with pytest.raises(MisgenError, match="functional core"):
+        agent.learn(fake, SimpleContext(total_steps=8))
+    with pytest.raises(MisgenError, match="num_envs"):
+        agent.learn(get_env("maze-cheese").make("train", 2, 0), SimpleContext(total_steps=8))
+    with pytest.raises(ValueError, match="reward_source"):
+        get_agent("planner").Config(reward_source="oracle")
