@@ -40,10 +40,12 @@ class ReportPaths:
     figures: list[Path]
 
 
-def _headline(cells: list[Aggregate]) -> list[tuple[str, str, str]]:
-    """HEADLINE columns that exist in the data, plus every other probe metric after them."""
+def _headline(cells: list[Aggregate], headline_only: bool = False) -> list[tuple[str, str, str]]:
+    """HEADLINE columns that exist in the data, plus (unless ``headline_only``) every other metric."""
     present = {(c.probe, c.metric) for c in cells}
     cols = [(p, m, t) for p, m, t in HEADLINE if (p, m) in present]
+    if headline_only:
+        return cols
     known = {(p, m) for p, m, _ in cols}
     cols += [(p, m, f"{p}: {m}") for p, m in sorted(present - known)]
     return cols
@@ -53,11 +55,11 @@ def _arrow(hib: bool | None) -> str:
     return " ↑" if hib is True else (" ↓" if hib is False else "")
 
 
-def summary_tables(cells: list[Aggregate]) -> dict[str, tuple[list[str], list[list[str]], list[str]]]:
+def summary_tables(cells: list[Aggregate], headline_only: bool = False) -> dict[str, tuple[list[str], list[list[str]], list[str]]]:
     """Per env: (header, rows, flags) of the agent x metric table."""
     out = {}
     for env, env_cells in sorted(figures.group_by(cells, "env").items()):
-        cols = _headline(env_cells)
+        cols = _headline(env_cells, headline_only)
         index = {(c.agent, c.probe, c.metric): c for c in env_cells}
         agents = sorted({c.agent for c in env_cells}, key=lambda a: (next(c.kind for c in env_cells if c.agent == a) == "scripted", a))
         header = ["agent", "class"]
@@ -229,8 +231,8 @@ def terminal_tables(paths: list[Path | str]) -> list[Any]:
     from rich.table import Table
 
     out = []
-    for env, (header, rows, flags) in summary_tables(aggregate(load_records(paths))).items():
-        table = Table(title=f"{env} (95% CI)", caption="; ".join(flags) if flags else None)
+    for env, (header, rows, flags) in summary_tables(aggregate(load_records(paths)), headline_only=True).items():
+        table = Table(title=f"{env}: headline metrics (95% CI; all metrics in report.md / results.csv)", caption="; ".join(flags) if flags else None)
         for h in header:
             table.add_column(h)
         for row in rows:
