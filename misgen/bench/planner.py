@@ -1,10 +1,12 @@
 """Planner decision throughput: searches per second at 16 and 64 simulations (``misgen bench agents``).
 
-A *decision* is one action chosen for one env by a full search from its current state. The
-planner is built with its default config (the ``small`` network, untrained: search cost does not
-depend on the weights) and acts with ``act`` on the env's ``train`` split, exactly as evaluation
+A *decision* is one action chosen for one env by a full search from its current state (with
+``num_simulations`` = ``act_simulations`` = 16 or 64). The planner is built with its default
+config otherwise (the ``small`` network, untrained: search cost does not depend on the weights)
+and acts with ``act`` on the env's ``train`` split, exactly as evaluation
 does, at batch 1 (latency of a single env) and at the default ``num_envs`` (batched search).
-Reported: ``decisions_per_s`` (wall clock) and ``decisions_per_cpu_s`` (per second of this
+The planner runs its network with ``config.threads`` torch threads (1 by default, whatever the
+process's setting; see the config). Reported: ``decisions_per_s`` (wall clock) and ``decisions_per_cpu_s`` (per second of this
 process's CPU time, less sensitive to other jobs on the machine). Envs without a functional core
 get no rows (the planner cannot run there).
 """
@@ -32,7 +34,7 @@ def planner_decision_rows(env_id: str, seconds: float = 2.0, batches: tuple[int,
     rows = []
     for sims in SIMULATIONS:
         for batch in batches or (1, default.num_envs):
-            config = cls.Config(num_simulations=sims)
+            config = cls.Config(num_simulations=sims, act_simulations=sims)
             env = spec.make("train", batch, 0)
             try:
                 agent = cls(config, env.single_observation_space, env.single_action_space, 0)
@@ -44,7 +46,7 @@ def planner_decision_rows(env_id: str, seconds: float = 2.0, batches: tuple[int,
             rows.append({
                 "env": env_id, "simulations": sims, "batch": batch, "decisions": decisions,
                 "seconds": round(wall, 3), "decisions_per_s": decisions / max(wall, 1e-9),
-                "decisions_per_cpu_s": decisions / max(cpu, 1e-9),
+                "decisions_per_cpu_s": decisions / max(cpu, 1e-9), "torch_threads": config.threads,
             })  # fmt: skip
     return rows
 
