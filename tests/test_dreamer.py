@@ -11,7 +11,7 @@ from misgen.agents import get_agent
 from misgen.agents.base import SimpleContext
 from misgen.agents.checkpoint import load_agent, save_agent, torch_generator
 from misgen.agents.dreamer import DreamerAgent, DreamerConfig
-from misgen.agents.dreamer.behavior import lambda_returns
+from misgen.agents.dreamer.behavior import lambda_returns, replay_returns
 from misgen.agents.dreamer.networks import (
     ObsCodec,
     TwoHot,
@@ -99,6 +99,24 @@ def test_lambda_returns_limits():
     # A zero continue cuts the bootstrap.
     cut = lambda_returns(rewards, values, torch.tensor([[0.9], [0.0], [0.9]]), 0.5)
     assert cut[1, 0] == pytest.approx(0.0)
+
+
+def test_replay_returns_use_real_rewards_and_cut_at_episode_ends():
+    rew = torch.tensor([[0.0, 1.0, 0.0, 2.0, 0.0]])
+    boot = torch.tensor([[5.0, 6.0, 7.0, 8.0, 9.0]])
+    none = torch.zeros(1, 5, dtype=torch.bool)
+    # λ = 1, no boundaries: discounted real rewards, bootstrapped from the last entry's boot.
+    ret = replay_returns(rew, none, none, boot, 0.5, 1.0)
+    # R3 = r4 + .5 * boot4 = 4.5; R2 = r3 + .5 * R3 = 4.25; R1 = r2 + .5 * R2; R0 = r1 + .5 * R1
+    assert torch.allclose(ret[0], torch.tensor([1.0 + 0.5 * 2.125, 2.125, 4.25, 4.5]))
+    # λ = 0: one step of real reward, then the imagined return of the next entry.
+    ret0 = replay_returns(rew, none, none, boot, 0.5, 0.0)
+    assert torch.allclose(ret0[0], rew[0, 1:] + 0.5 * boot[0, 1:])
+    # A terminal entry ends the return; a final (last) entry bootstraps from its boot only.
+    term = torch.tensor([[False, True, False, False, False]])
+    assert replay_returns(rew, term, none, boot, 0.5, 1.0)[0, 0] == pytest.approx(1.0)
+    last = torch.tensor([[False, False, True, False, False]])
+    assert replay_returns(rew, none, last, boot, 0.5, 1.0)[0, 1] == pytest.approx(0.0 + 0.5 * 7.0)
 
 
 # Shapes and losses ---------------------------------------------------------------------------------------

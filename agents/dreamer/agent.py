@@ -65,6 +65,9 @@ class DreamerConfig:
         entropy: actor entropy bonus (advantages are normalised, so this is scale-free).
         slow_critic_fraction: EMA step of the slow critic per update (1 - decay).
         slowreg: weight of the critic's regulariser towards the slow critic.
+        repval_scale: weight of the critic's loss on λ-returns along replayed sequences (real
+            rewards; the DreamerV3 reference code's ``repval``, 0.3 there; 0 disables it, as in
+            the paper's first version).
         act_greedy: act with the policy's mode instead of sampling (evaluation only; training
             always samples).
         report_every: env steps between ``ctx.report`` calls.
@@ -76,20 +79,20 @@ class DreamerConfig:
     deter: int = 256
     latents: int = 16
     classes: int = 16
-    hidden: int = 256
-    layers: int = 2
+    hidden: int = 128
+    layers: int = 1
     cnn_depth: int = 16
     num_envs: int = 16
     batch_size: int = 16
-    batch_length: int = 32
-    train_ratio: float = 64.0
+    batch_length: int = 16
+    train_ratio: float = 8.0
     replay_size: int = 200_000
     prefill: int = 4096
-    model_lr: float = 1e-4
+    model_lr: float = 3e-4
     model_eps: float = 1e-8
     model_clip: float = 1000.0
-    actor_lr: float = 3e-5
-    critic_lr: float = 3e-5
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-4
     ac_eps: float = 1e-5
     ac_clip: float = 100.0
     dyn_scale: float = 0.5
@@ -103,6 +106,7 @@ class DreamerConfig:
     entropy: float = 3e-4
     slow_critic_fraction: float = 0.02
     slowreg: float = 1.0
+    repval_scale: float = 0.3
     act_greedy: bool = False
     report_every: int = 4096
     threads: int = 1
@@ -127,7 +131,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch_length=8, train_ratio=8.0, replay_size=4096, prefill=64, imag_horizon=5, report_every=64,
     ),
     "small": {},
-    "medium": dict(deter=512, latents=32, classes=32, hidden=512, layers=2, cnn_depth=32, batch_length=64),
+    "medium": dict(
+        deter=512, latents=32, classes=32, hidden=512, layers=2, cnn_depth=32, batch_length=64, train_ratio=32.0,
+        model_lr=1e-4, actor_lr=3e-5, critic_lr=3e-5,
+    ),
 }
 
 
@@ -156,6 +163,14 @@ def _load_adam(name: str, opt: torch.optim.Optimizer, tensors: Mapping[str, torc
             state.setdefault(int(idx), {})[field] = value.clone()
     sd = opt.state_dict()
     opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+
+
+def _is_last(is_first: torch.Tensor) -> torch.Tensor:
+    """(B, T) final-entry flags: an entry is last when the next one starts an episode (unknown,
+    hence False, for the final column, whose replay return is never used)."""
+    last = torch.zeros_like(is_first)
+    last[:, :-1] = is_first[:, 1:]
+    return last
 
 
 @contextmanager
@@ -321,9 +336,10 @@ class DreamerAgent(Agent):
         c = self.config
         obs = torch.from_numpy(batch["obs"])
         terminal = torch.from_numpy(batch["is_terminal"])
+        reward = torch.from_numpy(batch["reward"])
+        first = torch.from_numpy(batch["is_first"])
         model_loss, post, metrics = self.wm.loss(
-            obs, torch.from_numpy(batch["action"]), torch.from_numpy(batch["reward"]),
-            torch.from_numpy(batch["is_first"]), terminal, gen,
+            obs, torch.from_numpy(batch["action"]), reward, first, terminal, gen,
             dyn_scale=c.dyn_scale, rep_scale=c.rep_scale, free_nats=c.free_nats,
         )
         self.model_opt.zero_grad(set_to_none=True)
@@ -335,6 +351,7 @@ class DreamerAgent(Agent):
         actor_loss, critic_loss, ac_metrics = self.behavior.loss(
             self.wm, start, start_cont, gen, horizon=c.imag_horizon, gamma=1.0 - 1.0 / c.horizon,
             lam=c.lam, entropy=c.entropy, slowreg=c.slowreg,
+            replay={"reward": reward, "is_terminal": terminal, "is_last": _is_last(first)}, repval_scale=c.repval_scale,
         )
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()

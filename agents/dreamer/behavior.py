@@ -12,7 +12,10 @@ world model's prior. On the imagined trajectory (DreamerV3):
 * the actor follows REINFORCE (discrete actions) with advantages ``(R_t - v(s_t)) / max(1, S)``,
   where ``S`` is an EMA (decay 0.99) of the 95th minus 5th percentile of the returns — returns are
   scaled down when large but never scaled up, so sparse rewards are not amplified into noise — and
-  an entropy bonus of 3e-4 on a policy mixed with 1% uniform.
+  an entropy bonus of 3e-4 on a policy mixed with 1% uniform;
+* optionally (``repval_scale``, 0.3 in the reference implementation) the critic also regresses
+  λ-returns computed along the *replayed* sequences with real rewards, bootstrapped from the
+  imagined returns, so real successes reach the critic before the reward head has learned them.
 """
 
 from __future__ import annotations
@@ -66,6 +69,35 @@ def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discounts: torch
         last = rewards[t] + discounts[t] * ((1 - lam) * values[t + 1] + lam * last)
         out.append(last)
     return torch.stack(out[::-1])
+
+
+def replay_returns(
+    rewards: torch.Tensor, terminal: torch.Tensor, last: torch.Tensor, boot: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
+    """λ-returns along replayed sequences (batch first), as in the DreamerV3 reference code.
+
+    Real rewards and termination flags are used; the bootstrap at every step is ``boot``, the
+    imagined λ-return from that replayed state, and the λ-chain is cut after an episode's final
+    step (``last``), where the next entry belongs to another episode.
+
+    Args:
+        rewards: (B, T) reward that arrived with each entry.
+        terminal: (B, T) whether each entry is a terminal state.
+        last: (B, T) whether each entry is the final one of its episode.
+        boot: (B, T) imagined λ-return of each entry.
+        gamma: discount.
+        lam: λ.
+
+    Returns:
+        (B, T - 1) returns of entries 0..T-2.
+    """
+    live = (1.0 - terminal[:, 1:].float()) * gamma
+    cont = (1.0 - last[:, 1:].float()) * lam
+    interm = rewards[:, 1:] + (1.0 - cont) * live * boot[:, 1:]
+    out = [boot[:, -1]]
+    for t in reversed(range(live.shape[1])):
+        out.append(interm[:, t] + live[:, t] * cont[:, t] * out[-1])
+    return torch.stack(out[::-1][:-1], 1)
 
 
 class Behavior(nn.Module):
@@ -127,11 +159,16 @@ class Behavior(nn.Module):
         lam: float,
         entropy: float,
         slowreg: float,
+        replay: dict[str, torch.Tensor] | None = None,
+        repval_scale: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """Actor and critic losses on trajectories imagined from ``start`` (N states).
 
-        ``start_cont`` (N,) is 1 - is_terminal of the real start states. Returns (actor loss,
-        critic loss, metrics); the world model receives no gradient from either.
+        ``start_cont`` (N,) is 1 - is_terminal of the real start states. When ``replay`` holds the
+        (B, T) ``reward``, ``is_terminal`` and ``is_last`` of the replayed sequences the starts
+        came from (N = B * T, row-major) and ``repval_scale > 0``, the critic also regresses
+        :func:`replay_returns` on the replayed states (DreamerV3's replay value loss). Returns
+        (actor loss, critic loss, metrics); the world model receives no gradient from either.
         """
         feats, actions, probs = self.imagine(wm, start, horizon, gen)
         logits = self.critic(feats)
@@ -151,9 +188,23 @@ class Behavior(nn.Module):
         actor_loss = (w * -(logp * adv + entropy * ent)).mean()
         critic_nll = -self.twohot.log_prob(logits[:-1], returns) - slowreg * self.twohot.log_prob(logits[:-1], slow_target)
         critic_loss = (w * critic_nll).mean()
+        repval = torch.zeros(())
+        if replay is not None and repval_scale > 0:
+            b, t = replay["reward"].shape
+            with torch.no_grad():
+                rep_ret = replay_returns(
+                    replay["reward"], replay["is_terminal"], replay["is_last"], returns[0].view(b, t), gamma, lam
+                )
+                rep_weight = 1.0 - replay["is_last"][:, :-1].float()
+            rep_logits = logits[0].view(b, t, -1)[:, :-1]
+            rep_slow = slow_target[0].view(b, t)[:, :-1]
+            rep_nll = -self.twohot.log_prob(rep_logits, rep_ret) - slowreg * self.twohot.log_prob(rep_logits, rep_slow)
+            repval = (rep_weight * rep_nll).mean()
+            critic_loss = critic_loss + repval_scale * repval
         metrics = {
             "loss/actor": float(actor_loss.detach()),
             "loss/critic": float(critic_loss.detach()),
+            "loss/repval": float(repval.detach()),
             "behavior/entropy": float(ent.detach().mean()),
             "behavior/imag_lambda_ret": float(returns.mean()),
             "behavior/imag_reward": float(rewards.mean()),
