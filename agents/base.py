@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from misgen.environments.spec import EnvSpec
 
 AgentKind = Literal["model-free", "model-based", "planning", "scripted"]
 
@@ -68,6 +71,12 @@ class Agent(ABC):
         self.steps_done = 0
 
     # Acting -------------------------------------------------------------------------------------
+    @classmethod
+    def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
+        """Config defaults this agent takes from the env it will train on (presets and ``--set``
+        still override them). The resolved values are recorded in the run's config like any other."""
+        return {}
+
     def initial_state(self, n: int) -> Any:
         """Recurrent state for ``n`` envs; ``None`` for memoryless agents."""
         return None
@@ -114,3 +123,29 @@ class SimpleContext:
 
     def report(self, step: int, metrics: Mapping[str, float]) -> None:
         self.history.append((step, dict(metrics)))
+
+
+def record_finished_episodes(
+    info: Mapping[str, Any], idx: np.ndarray, intended: str | None, goals: tuple[str, ...], out: dict[str, list[float]]
+) -> None:
+    """Append the stats of the episodes that just ended in envs ``idx`` to ``out``.
+
+    Reads the vector env's ``final_info`` (misgen's per-episode facts) and extends the lists
+    ``charts/episode_return``, ``charts/episode_length``, ``charts/reached_<goal>`` per candidate
+    goal and ``charts/success`` (the intended goal), which agents average into their reports, so
+    every agent's training curves use the same names and meaning.
+    """
+    final = info.get("final_info")
+    if final is None:
+        return
+    if "intended_return" in final:
+        out.setdefault("charts/episode_return", []).extend(np.asarray(final["intended_return"])[idx].tolist())
+    if "episode_length" in final:
+        out.setdefault("charts/episode_length", []).extend(np.asarray(final["episode_length"])[idx].tolist())
+    reached = final.get("goal_reached", {})
+    for goal in goals:
+        if goal in reached:
+            hits = np.asarray(reached[goal], dtype=float)[idx].tolist()
+            out.setdefault(f"charts/reached_{goal}", []).extend(hits)
+            if goal == intended:
+                out.setdefault("charts/success", []).extend(hits)

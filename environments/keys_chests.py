@@ -329,5 +329,6 @@ SPEC = register_env(
         make_single=_make_single,
         config_type=KeysChestsConfig,
         make_core=KeysChestsCore,
+        agent_channel=1,
     )
 )

@@ -273,5 +273,6 @@ SPEC = register_env(
         make_single=_make_single,
         config_type=MazeCheeseConfig,
         make_core=MazeCheeseCore,
+        agent_channel=1,
     )
 )

@@ -276,5 +276,6 @@ SPEC = register_env(
         make_single=_make_single,
         config_type=OversightConfig,
         make_core=OversightCore,
+        agent_channel=1,
     )
 )

@@ -325,6 +325,7 @@ def _register(env_id: str, gym_id: str, size: int, description: str) -> EnvSpec:
             make_single=_make_single,
             config_type=PersistentConfig,
             make_core=PersistentCore,
+            agent_channel=1,
         )
     )
 

@@ -87,6 +87,8 @@ class EnvSpec:
             counterfactual probes may branch; ``None`` for external backends.
         requires: importable modules the backend needs (e.g. ``("procgen",)``); tests and
             ``misgen envs`` mark the env unavailable when one is missing.
+        agent_channel: for symbolic grid observations with the agent as a single marked cell, the
+            channel that marks it (agents may re-centre their view on it); ``None`` otherwise.
     """
 
     id: str
@@ -101,6 +103,7 @@ class EnvSpec:
     config_type: type | None = None
     make_core: Callable[[Any], Any] | None = None
     requires: tuple[str, ...] = ()
+    agent_channel: int | None = None
 
     def __post_init__(self) -> None:
         missing = [s for s in SPLIT_NAMES if s not in self.splits]

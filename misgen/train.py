@@ -85,7 +85,8 @@ def resolve(request: TrainRequest) -> ResolvedTraining:
         raise unknown_choice(f"preset for agent {cls.name!r}:", request.preset, presets)
     agent_sets = {k: v for k, v in request.overrides.items() if not k.startswith("env.")}
     env_sets = {k.removeprefix("env."): v for k, v in request.overrides.items() if k.startswith("env.")}
-    agent_config = build_config(cls.Config, presets.get(request.preset or "", {}), agent_sets, f"agent {cls.name!r}")
+    defaults = {**cls.env_defaults(spec), **presets.get(request.preset or "", {})}
+    agent_config = build_config(cls.Config, defaults, agent_sets, f"agent {cls.name!r}")
     env_overrides: dict[str, Any] = {}
     if env_sets:
         if spec.config_type is None:

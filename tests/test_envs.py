@@ -108,3 +108,18 @@ def test_unknown_env_and_split_name_the_choices():
         get_env("no-such-env")
     with pytest.raises(MisgenError, match="test-shift"):
         get_env("maze-cheese").make("validation", 1, 0)
+
+
+@pytest.mark.parametrize("name", [n for n, s in ENVS.items() if s.agent_channel is not None])
+def test_agent_channel_marks_exactly_the_agent(name):
+    """Agents re-centre their view on ``agent_channel``: it must mark the agent's cell and nothing else."""
+    spec = get_env(name)
+    env = spec.make("train", 4, 0)
+    obs, info = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        plane = obs[:, spec.agent_channel]
+        assert np.all(plane.reshape(len(plane), -1).sum(axis=1) == 1)
+        rows, cols = np.nonzero(plane)[1:]
+        assert np.array_equal(np.stack([rows, cols], 1), np.asarray(info["agent_pos"]))
+        obs, _, _, _, info = env.step(rng.integers(0, env.single_action_space.n, size=4))

@@ -14,6 +14,7 @@ from gymnasium.vector import AutoresetMode
 from misgen.agents import get_agent
 from misgen.agents.base import SimpleContext
 from misgen.agents.checkpoint import load_agent, save_agent, torch_generator
+from misgen.agents.grid_torso import centre_on
 from misgen.agents.ppo import PPOAgent, PPOConfig
 from misgen.agents.ppo.networks import GridCNN, ImpalaCNN, resolve_network
 from misgen.agents.ppo.sb3_vecenv import MisgenSB3VecEnv
@@ -242,3 +243,28 @@ def test_harness_trains_and_checkpoints_ppo():
     steps = [m["step"] for m in run.metrics()]
     assert steps == [128, 256, 384]
     assert load_agent(run.checkpoints()[-1][1]).steps_done == 384
+
+
+def test_centre_on_puts_the_marked_cell_in_the_middle():
+    x = torch.zeros(2, 2, 3, 3)
+    x[0, 0, 0, 0] = 1  # agent top-left
+    x[1, 0, 2, 1] = 1  # agent bottom-middle
+    x[:, 1] = torch.arange(9.0).view(3, 3)
+    y = centre_on(x, 0)
+    assert y.shape == (2, 3, 5, 5)
+    assert torch.all(y[:, 0, 2, 2] == 1) and y[:, 0].sum() == 2
+    # The board's values keep their offsets from the agent; off the board is zero with board flag 0.
+    assert torch.equal(y[0, 1, 2:, 2:], x[0, 1])
+    assert torch.equal(y[1, 1, :3, 1:4], x[1, 1])
+    assert y[0, 2].sum() == 9 and torch.equal(y[0, 2, 2:, 2:], torch.ones(3, 3))
+
+
+def test_train_takes_centre_channel_from_the_env_unless_overridden(tmp_path):
+    from misgen.train import resolve
+
+    res = resolve(TrainRequest(env="maze-cheese", agent="ppo", root=tmp_path))
+    assert res.agent_config.centre_channel == get_env("maze-cheese").agent_channel == 1
+    res = resolve(TrainRequest(env="maze-cheese", agent="ppo", overrides={"centre_channel": "-1"}, root=tmp_path))
+    assert res.agent_config.centre_channel == -1
+    res = resolve(TrainRequest(env="minigrid-lava-shortcut", agent="ppo", root=tmp_path))
+    assert res.agent_config.centre_channel == -1

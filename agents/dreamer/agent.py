@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from misgen.agents import register_agent
-from misgen.agents.base import Agent, TrainContext
+from misgen.agents.base import Agent, TrainContext, record_finished_episodes
 from misgen.agents.checkpoint import torch_generator
 from misgen.agents.dreamer.behavior import Behavior
 from misgen.agents.dreamer.networks import init_weights, mode_onehot, sample_onehot
@@ -412,7 +412,7 @@ class DreamerAgent(Agent):
                 idx = np.flatnonzero(done)
                 final_obs = np.stack([info["final_obs"][i] for i in idx])
                 replay.add(idx, final_obs, np.zeros(len(idx), np.int64), reward[idx], np.zeros(len(idx), bool), np.asarray(terminated)[idx])
-                self._record_episodes(info, idx, intended, goals, episodes)
+                record_finished_episodes(info, idx, intended, goals, episodes)
                 reward = np.where(done, 0.0, reward).astype(np.float32)
             first = done
             self.steps_done += n
@@ -436,23 +436,6 @@ class DreamerAgent(Agent):
                 sums, counts, episodes = {}, {}, {}
                 clock, steps0, updates0 = time.monotonic(), self.steps_done, self.updates
                 next_report = (self.steps_done // c.report_every + 1) * c.report_every
-
-    @staticmethod
-    def _record_episodes(info: Mapping[str, Any], idx: np.ndarray, intended: str | None, goals: tuple[str, ...], out: dict[str, list[float]]) -> None:
-        final = info.get("final_info")
-        if final is None:
-            return
-        if "intended_return" in final:
-            out.setdefault("charts/episode_return", []).extend(np.asarray(final["intended_return"])[idx].tolist())
-        if "episode_length" in final:
-            out.setdefault("charts/episode_length", []).extend(np.asarray(final["episode_length"])[idx].tolist())
-        reached = final.get("goal_reached", {})
-        for goal in goals:
-            if goal in reached:
-                hits = np.asarray(reached[goal], dtype=float)[idx].tolist()
-                out.setdefault(f"charts/reached_{goal}", []).extend(hits)
-                if goal == intended:
-                    out.setdefault("charts/success", []).extend(hits)
 
     # Persistence --------------------------------------------------------------------------------
     def _modules(self) -> dict[str, nn.Module]:

@@ -65,7 +65,7 @@ without a functional core. Extras: ``features``, ``value`` (root search value), 
 
 Reported metrics: ``updates``, ``loss/policy|value|reward``, ``grad/norm``,
 ``reward_model/abs_err_rewarded|unrewarded``, ``search/root_value|net_value|max_depth|
-target_entropy``, ``charts/success_rate`` (intended goal reached, episodes since the last report),
+target_entropy``, ``charts/success`` (intended goal reached, episodes since the last report),
 ``charts/reached_<goal>``, ``charts/episode_return|episode_length|episodes``,
 ``charts/env_steps_per_s``, ``charts/updates_per_s``, ``charts/replay_size``.
 

@@ -19,12 +19,13 @@ import torch
 from torch import nn
 
 from misgen.agents import register_agent
-from misgen.agents.base import Agent, TrainContext
+from misgen.agents.base import Agent, TrainContext, record_finished_episodes
 from misgen.agents.checkpoint import torch_generator
 from misgen.agents.planner.explore import EpisodicNovelty
 from misgen.agents.planner.mcts import RewardSource, SearchConfig, SearchResult, SearchRule, search, softmax
 from misgen.agents.planner.networks import PlannerNet
 from misgen.agents.planner.replay import Replay, lambda_returns
+from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
 from misgen.seeding import derive_seed
 
@@ -102,6 +103,8 @@ class PlannerConfig:
         reward_coef: weight of the reward-model loss (MSE / 2).
         channels: channels of every conv layer.
         conv_layers: 3x3 conv layers of the torso.
+        centre_channel: observation channel marking the agent; the torso then sees the board
+            re-centred on it (``-1``: as observed). Set from the env's ``agent_channel``.
         hidden: width of the feature vector.
         report_every: env steps between ``ctx.report`` calls.
         threads: torch CPU threads while the planner trains, acts or evaluates observations (0:
@@ -140,6 +143,7 @@ class PlannerConfig:
     reward_coef: float = 1.0
     channels: int = 16
     conv_layers: int = 3
+    centre_channel: int = -1
     hidden: int = 128
     report_every: int = 4096
     threads: int = 1
@@ -220,12 +224,19 @@ class PlannerAgent(Agent):
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     default_steps = 300_000
 
+    @classmethod
+    def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
+        """On grid envs that mark the agent's cell, the torso sees the board centred on the agent."""
+        return {} if spec.agent_channel is None else {"centre_channel": spec.agent_channel}
+
     def __init__(self, config: PlannerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
         super().__init__(config, observation_space, action_space, seed)
         if not isinstance(action_space, gym.spaces.Discrete):
             raise MisgenError(f"the planner supports Discrete action spaces only, got {action_space}")
         self.num_actions = int(action_space.n)
-        self.net = PlannerNet(observation_space, self.num_actions, config.channels, config.conv_layers, config.hidden)
+        self.net = PlannerNet(
+            observation_space, self.num_actions, config.channels, config.conv_layers, config.hidden, config.centre_channel
+        )
         self.net.init_weights(torch_generator(derive_seed(seed, "init")))
         self.net.eval()
         self.optim = torch.optim.Adam(self.net.parameters(), lr=config.lr)
@@ -397,7 +408,8 @@ class PlannerAgent(Agent):
                 idx = np.flatnonzero(done)
                 arrival[idx] = np.stack([info["final_obs"][i] for i in idx])
                 final_value[idx] = self._evaluate(arrival[idx])[1]
-                self._record_episodes(info, idx, intended, goals, episodes)
+                self.episodes += len(idx)
+                record_finished_episodes(info, idx, intended, goals, episodes)
                 self._novelty.restart(idx, next_obs[idx])
             self._novelty.visit(next_obs)
             for key, value in (("obs", obs), ("policy", res.policy_target), ("net_value", res.raw_value if c.value_bootstrap == "network" else res.root_value), ("arrival", arrival),
@@ -462,23 +474,6 @@ class PlannerAgent(Agent):
         if bool((~rewarded).any()):
             out["reward_model/abs_err_unrewarded"] = reward_err[~rewarded].abs().mean().item()
         return out
-
-    def _record_episodes(self, info: Mapping[str, Any], idx: np.ndarray, intended: str | None, goals: tuple[str, ...], out: dict[str, list[float]]) -> None:
-        final = info.get("final_info")
-        self.episodes += len(idx)
-        if final is None:
-            return
-        if "intended_return" in final:
-            out.setdefault("charts/episode_return", []).extend(np.asarray(final["intended_return"])[idx].tolist())
-        if "episode_length" in final:
-            out.setdefault("charts/episode_length", []).extend(np.asarray(final["episode_length"])[idx].tolist())
-        reached = final.get("goal_reached", {})
-        for goal in goals:
-            if goal in reached:
-                hits = np.asarray(reached[goal], dtype=float)[idx].tolist()
-                out.setdefault(f"charts/reached_{goal}", []).extend(hits)
-                if goal == intended:
-                    out.setdefault("charts/success_rate", []).extend(hits)
 
     # Persistence --------------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:

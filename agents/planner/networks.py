@@ -1,8 +1,8 @@
 """The planner's network: one torso, three heads (policy prior, value, reward model).
 
-The torso is a same-size 3x3 conv stack plus one linear layer, as PPO's ``GridCNN``: symbolic grids
-are small, so every cell keeps its own activations until the linear layer reads the whole board.
-The heads read the torso's features:
+The torso is the grid torso PPO also uses (:mod:`misgen.agents.grid_torso`): a same-size 3x3 conv
+stack plus one linear layer, optionally on the board re-centred on the agent. The heads read the
+torso's features:
 
 * ``policy``: prior logits over actions at this observation (trained on search policies);
 * ``value``: expected discounted return from this observation (trained on lambda-returns);
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from misgen.agents.grid_torso import GridTorso
 from misgen.errors import MisgenError
 
 
@@ -42,25 +43,28 @@ class PlannerNet(nn.Module):
         channels: channels of every conv layer.
         conv_layers: number of 3x3 same-size conv layers.
         hidden: width of the feature vector (the ``features`` extra).
+        centre_channel: observation channel marking the agent (``-1``: the board as observed).
     """
 
-    def __init__(self, observation_space: gym.spaces.Box, num_actions: int, channels: int, conv_layers: int, hidden: int) -> None:
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        num_actions: int,
+        channels: int,
+        conv_layers: int,
+        hidden: int,
+        centre_channel: int = -1,
+    ) -> None:
         super().__init__()
-        c, h, w = image_shape(observation_space)
-        layers: list[nn.Module] = []
-        for i in range(conv_layers):
-            layers += [nn.Conv2d(c if i == 0 else channels, channels, 3, padding=1), nn.ReLU()]
-        self.convs = nn.Sequential(*layers, nn.Flatten())
-        flat = (channels if conv_layers else c) * h * w
-        self.linear = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU())
+        high = np.asarray(observation_space.high, dtype=np.float64)
+        scale = 1.0 / max(float(high.max()) if np.isfinite(high).all() else 1.0, 1.0)
+        self.torso = GridTorso(image_shape(observation_space), hidden, channels, conv_layers, centre_channel, scale)
         self.policy = nn.Linear(hidden, num_actions)
         self.value = nn.Linear(hidden, 1)
         self.reward = nn.Linear(hidden, 1)
-        high = np.asarray(observation_space.high, dtype=np.float64)
-        self.scale = 1.0 / max(float(high.max()) if np.isfinite(high).all() else 1.0, 1.0)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convs(obs.float() * self.scale))
+        return self.torso(obs)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features (n, hidden), logits (n, A), value (n,), reward (n,))``."""
@@ -69,7 +73,7 @@ class PlannerNet(nn.Module):
 
     def init_weights(self, generator: torch.Generator) -> None:
         """Kaiming-uniform torso from ``generator`` (never the global RNG); zero head outputs."""
-        for module in [*self.convs, *self.linear]:
+        for module in self.torso.modules():
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.kaiming_uniform_(module.weight, nonlinearity="relu", generator=generator)
                 nn.init.zeros_(module.bias)

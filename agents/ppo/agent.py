@@ -30,6 +30,7 @@ from misgen.agents.base import Agent, TrainContext
 from misgen.agents.checkpoint import torch_generator
 from misgen.agents.ppo.networks import GridCNN, ImpalaCNN, NetworkName, image_shape, resolve_network
 from misgen.agents.ppo.sb3_vecenv import MisgenSB3VecEnv
+from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
 
 OPTIM_PREFIX = "optim."
@@ -62,6 +63,8 @@ class PPOConfig:
         features_dim: width of the feature vector the heads read (and probes see as ``features``).
         channels: channels of every conv layer of the grid CNN.
         conv_layers: 3x3 conv layers of the grid CNN.
+        centre_channel: grid CNN only: observation channel marking the agent; the CNN then sees the
+            board re-centred on the agent (``-1``: the board as observed). See ``GridCNN``.
         impala_channels: channels of the IMPALA CNN's three stages.
         deterministic: act greedily (argmax) in ``act`` instead of sampling; training always samples.
     """
@@ -83,6 +86,7 @@ class PPOConfig:
     features_dim: int = 256
     channels: int = 16
     conv_layers: int = 3
+    centre_channel: int = -1
     impala_channels: tuple[int, ...] = (16, 32, 32)
     deterministic: bool = False
 
@@ -152,13 +156,21 @@ class PPOAgent(Agent):
         """Running statistics of discounted returns for ``normalize_reward`` (training only)."""
         self.generator = torch_generator(seed)
 
+    @classmethod
+    def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
+        """On grid envs that mark the agent's cell, the grid CNN sees the board centred on the agent."""
+        return {} if spec.agent_channel is None else {"centre_channel": spec.agent_channel}
+
     def policy_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the SB3 policy: the extractor, no hidden MLP between it and the heads."""
         cfg = self.config
         if self.network == "impala":
             extractor, kwargs = ImpalaCNN, {"features_dim": cfg.features_dim, "channels": tuple(cfg.impala_channels)}
         else:
-            extractor, kwargs = GridCNN, {"features_dim": cfg.features_dim, "channels": cfg.channels, "conv_layers": cfg.conv_layers}
+            extractor, kwargs = GridCNN, {
+                "features_dim": cfg.features_dim, "channels": cfg.channels, "conv_layers": cfg.conv_layers,
+                "centre_channel": cfg.centre_channel,
+            }
         return {
             "net_arch": [],
             "features_extractor_class": extractor,

@@ -6,9 +6,9 @@ puts its policy and value heads on their output. The policy is built with
 bound (``1`` for 0/1 symbolic channels, ``255`` for uint8 RGB), so the same code handles both and
 ``act`` sees exactly what training saw.
 
-* :class:`GridCNN` keeps the spatial size (3x3 convs, padding 1) so every cell of a 13x13 maze keeps
-  its own activations up to the linear layer, which then reads the whole board: small grids are too
-  small to pool away.
+* :class:`GridCNN` wraps the grid torso shared with the planner (:mod:`misgen.agents.grid_torso`):
+  same-size 3x3 convs so every cell of a 13x13 maze keeps its own activations up to the linear
+  layer, optionally on the board re-centred on the agent.
 * :class:`ImpalaCNN` is the network of Espeholt et al. (2018), "IMPALA", as used for Procgen by
   Cobbe et al. (2020) and for the goal-misgeneralization experiments of Langosco et al. (2022):
   three stacks of conv + 3x3/2 max-pool + two residual blocks (16/32/32 channels), then a 256-unit
@@ -25,6 +25,7 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from misgen.agents.grid_torso import GridTorso
 from misgen.errors import MisgenError
 
 NetworkName = Literal["auto", "grid", "impala"]
@@ -54,28 +55,31 @@ def resolve_network(name: NetworkName, space: gym.Space) -> Literal["grid", "imp
 
 
 class GridCNN(BaseFeaturesExtractor):
-    """Same-size 3x3 conv stack + one linear layer, for small symbolic grids.
+    """SB3 feature extractor around :class:`~misgen.agents.grid_torso.GridTorso` (see there).
 
     Args:
         observation_space: ``(C, H, W)`` Box.
         features_dim: width of the output (post-ReLU) feature vector.
         channels: channels of every conv layer.
-        conv_layers: number of 3x3 conv layers (receptive field ``2 * conv_layers + 1`` cells).
+        conv_layers: number of 3x3 conv layers.
+        centre_channel: observation channel marking the agent's cell (``-1``: no re-centring).
     """
 
-    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 256, channels: int = 32, conv_layers: int = 3) -> None:
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        features_dim: int = 256,
+        channels: int = 32,
+        conv_layers: int = 3,
+        centre_channel: int = -1,
+    ) -> None:
         super().__init__(observation_space, features_dim)
-        c, h, w = image_shape(observation_space)
-        layers: list[nn.Module] = []
-        for i in range(conv_layers):
-            layers += [nn.Conv2d(c if i == 0 else channels, channels, 3, padding=1), nn.ReLU()]
-        self.convs = nn.Sequential(*layers, nn.Flatten())
-        flat = (channels if conv_layers else c) * h * w
-        self.linear = nn.Sequential(nn.Linear(flat, features_dim), nn.ReLU())
-        self.scale = input_scale(observation_space)
+        self.torso = GridTorso(
+            image_shape(observation_space), features_dim, channels, conv_layers, centre_channel, input_scale(observation_space)
+        )
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.convs(observations.float() * self.scale))
+        return self.torso(observations)
 
 
 class ResidualBlock(nn.Module):
