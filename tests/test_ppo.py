@@ -17,6 +17,7 @@ from misgen.agents.checkpoint import load_agent, save_agent, torch_generator
 from misgen.agents.grid_torso import centre_on
 from misgen.agents.ppo import PPOAgent, PPOConfig
 from misgen.agents.ppo.networks import GridCNN, ImpalaCNN, resolve_network
+from misgen.agents.ppo.novelty import EpisodicNovelty, NoveltyBonusVecEnv
 from misgen.agents.ppo.sb3_vecenv import MisgenSB3VecEnv
 from misgen.environments import get_env
 from misgen.errors import MisgenError
@@ -268,3 +269,35 @@ def test_train_takes_centre_channel_from_the_env_unless_overridden(tmp_path):
     assert res.agent_config.centre_channel == -1
     res = resolve(TrainRequest(env="minigrid-lava-shortcut", agent="ppo", root=tmp_path))
     assert res.agent_config.centre_channel == -1
+
+
+def test_episodic_novelty_is_per_env_and_per_episode():
+    nov = EpisodicNovelty(num_envs=2, obs_size=3, seed=0)
+    a, b = np.array([1, 0, 0], np.uint8), np.array([0, 1, 0], np.uint8)
+    assert nov.visit(np.stack([a, a])).tolist() == [True, True]
+    assert nov.visit(np.stack([a, b])).tolist() == [False, True]
+    assert nov.visit(np.stack([b]), np.array([0])).tolist() == [True]
+    nov.restart(np.array([1]))
+    assert nov.visit(np.stack([a, a])).tolist() == [False, True]  # env 1 forgot its episode
+    many = np.eye(300, dtype=np.uint8)  # more than the initial row width of 256 hashes
+    big = EpisodicNovelty(num_envs=1, obs_size=300)
+    assert all(big.visit(row[None])[0] for row in many) and not big.visit(many[:1])[0]
+
+
+def test_novelty_bonus_is_paid_for_new_observations_only_while_it_lasts():
+    env = SPEC.make("train", 4, 0)
+    bonus = {"value": 1.0}
+    venv = NoveltyBonusVecEnv(MisgenSB3VecEnv(env), lambda: bonus["value"])
+    venv.seed(0)
+    venv.reset()
+    rewards = []
+    for _ in range(40):
+        venv.step_async(np.zeros(4, np.int64))  # always "up": soon every env is pressed against a wall
+        _, reward, done, _ = venv.step_wait()
+        rewards.append(reward.copy())
+    rewards = np.array(rewards)
+    assert rewards[0].max() <= 1.0 + 1e-6 and rewards[-1].max() == 0.0  # standing still earns nothing
+    assert 0 < (rewards == 1.0).sum() < rewards.size
+    bonus["value"] = 0.0
+    venv.step_async(np.full(4, 3, np.int64))
+    assert np.all(venv.step_wait()[1] == 0.0)
