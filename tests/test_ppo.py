@@ -279,6 +279,7 @@ def test_episodic_novelty_is_per_env_and_per_episode():
     assert nov.visit(np.stack([b]), np.array([0])).tolist() == [True]
     nov.restart(np.array([1]))
     assert nov.visit(np.stack([a, a])).tolist() == [False, True]  # env 1 forgot its episode
+    assert nov.visit(np.zeros((0, 3), np.uint8), np.array([], np.int64)).shape == (0,)  # every env just finished
     many = np.eye(300, dtype=np.uint8)  # more than the initial row width of 256 hashes
     big = EpisodicNovelty(num_envs=1, obs_size=300)
     assert all(big.visit(row[None])[0] for row in many) and not big.visit(many[:1])[0]

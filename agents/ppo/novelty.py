@@ -38,7 +38,7 @@ class EpisodicNovelty:
 
     def hash(self, obs: np.ndarray) -> np.ndarray:
         """(N,) int64 hashes of (N, ...) observations."""
-        flat = np.asarray(obs).reshape(len(obs), -1).astype(np.int64)
+        flat = np.asarray(obs).reshape(len(obs), self.weights.size).astype(np.int64)
         with np.errstate(over="ignore"):
             return flat @ self.weights
 
