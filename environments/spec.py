@@ -89,6 +89,12 @@ class EnvSpec:
             ``misgen envs`` mark the env unavailable when one is missing.
         agent_channel: for symbolic grid observations with the agent as a single marked cell, the
             channel that marks it (agents may re-centre their view on it); ``None`` otherwise.
+        exploration_bonus: training-only episodic novelty bonus (reward per step onto an
+            observation new to the episode) that agents supporting one use by default here; set
+            only where a random policy almost never sees reward, and small next to the env's
+            rewards. 0 (the default) means none: on envs with small, frequent rewards the bonus
+            would outweigh them (persistent, coin 1: PPO's coin success fell 0.35 -> 0.02 while it
+            lasted).
     """
 
     id: str
@@ -104,6 +110,7 @@ class EnvSpec:
     make_core: Callable[[Any], Any] | None = None
     requires: tuple[str, ...] = ()
     agent_channel: int | None = None
+    exploration_bonus: float = 0.0
 
     def __post_init__(self) -> None:
         missing = [s for s in SPLIT_NAMES if s not in self.splits]

@@ -267,8 +267,10 @@ def test_train_takes_centre_channel_from_the_env_unless_overridden(tmp_path):
     assert res.agent_config.centre_channel == get_env("maze-cheese").agent_channel == 1
     res = resolve(TrainRequest(env="maze-cheese", agent="ppo", overrides={"centre_channel": "-1"}, root=tmp_path))
     assert res.agent_config.centre_channel == -1
+    assert res.agent_config.explore_bonus == get_env("maze-cheese").exploration_bonus > 0
     res = resolve(TrainRequest(env="minigrid-lava-shortcut", agent="ppo", root=tmp_path))
     assert res.agent_config.centre_channel == -1
+    assert resolve(TrainRequest(env="persistent", agent="ppo", root=tmp_path)).agent_config.explore_bonus == 0.0
 
 
 def test_episodic_novelty_is_per_env_and_per_episode():

@@ -95,7 +95,8 @@ class PlannerConfig:
         reward_balance: share of each reward-model batch drawn from rewarded transitions (UNREAL's
             skewed sampling; 0 = uniform).
         explore_bonus: training-only search bonus for edges into observations not yet seen in the
-            episode (see :mod:`.explore`); 0 disables it.
+            episode (see :mod:`.explore`); 0 disables it. The harness sets it from the env's
+            ``exploration_bonus`` (1.0 on maze-cheese).
         explore_steps: env steps over which the bonus decays linearly to 0.
         lr: Adam learning rate.
         max_grad_norm: gradient-norm clip.
@@ -135,7 +136,7 @@ class PlannerConfig:
     batch_size: int = 256
     replay_ratio: float = 8.0
     reward_balance: float = 0.25
-    explore_bonus: float = 1.0
+    explore_bonus: float = 0.0
     explore_steps: int = 300_000
     lr: float = 1e-3
     max_grad_norm: float = 5.0
@@ -226,8 +227,11 @@ class PlannerAgent(Agent):
 
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
-        """On grid envs that mark the agent's cell, the torso sees the board centred on the agent."""
-        return {} if spec.agent_channel is None else {"centre_channel": spec.agent_channel}
+        """Centre the torso on the agent where the env marks it; the env's suggested novelty bonus."""
+        out: dict[str, Any] = {"explore_bonus": spec.exploration_bonus}
+        if spec.agent_channel is not None:
+            out["centre_channel"] = spec.agent_channel
+        return out
 
     def __init__(self, config: PlannerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
         super().__init__(config, observation_space, action_space, seed)

@@ -76,6 +76,7 @@ class PPOConfig:
         deterministic: act greedily (argmax) in ``act`` instead of sampling; training always samples.
         explore_bonus: training-only reward for each step onto an observation not yet seen in the
             episode (see :mod:`.novelty`); decays linearly to 0 over ``explore_steps``; 0 disables it.
+            The harness sets it from the env's ``exploration_bonus`` (1.0 on maze-cheese).
         explore_steps: env steps over which the bonus decays to 0.
     """
 
@@ -99,7 +100,7 @@ class PPOConfig:
     centre_channel: int = -1
     impala_channels: tuple[int, ...] = (16, 32, 32)
     deterministic: bool = False
-    explore_bonus: float = 1.0
+    explore_bonus: float = 0.0
     explore_steps: int = 300_000
 
     def __post_init__(self) -> None:
@@ -173,8 +174,11 @@ class PPOAgent(Agent):
 
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
-        """On grid envs that mark the agent's cell, the grid CNN sees the board centred on the agent."""
-        return {} if spec.agent_channel is None else {"centre_channel": spec.agent_channel}
+        """Centre the grid CNN on the agent where the env marks it; the env's suggested novelty bonus."""
+        out: dict[str, Any] = {"explore_bonus": spec.exploration_bonus}
+        if spec.agent_channel is not None:
+            out["centre_channel"] = spec.agent_channel
+        return out
 
     def explore_bonus_now(self) -> float:
         """The novelty bonus at the current training step (linear decay to 0 at ``explore_steps``)."""
