@@ -131,3 +131,15 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     colourful = (np.abs(pixels[..., 0] - pixels[..., 2]) > 0.15).mean()
     assert colourful > 0.01, f"screenshot looks blank ({colourful:.4f} coloured pixels)"
     json.dumps({"shot": str(shot)})
+
+
+def test_single_seed_cells_show_small_denominators():
+    from misgen.probes.stats import Estimate
+    from misgen.report.data import FEW_EPISODES, Aggregate
+
+    def cell(n: int) -> str:
+        est = Estimate(1.0, 1.0, 1.0, n)
+        return Aggregate("e", "a", "k", "p", "m", True, est, ((0, est),), ()).cell
+
+    assert cell(2) == "1.00 [1.00, 1.00] (n=2)"
+    assert cell(FEW_EPISODES) == "1.00 [1.00, 1.00]"

@@ -14,7 +14,7 @@ from typing import Any
 
 from misgen.errors import MisgenError
 from misgen.report import figures
-from misgen.report.data import MIN_EPISODES, Aggregate, RunRecord, aggregate, load_records
+from misgen.report.data import FEW_EPISODES, MIN_EPISODES, Aggregate, RunRecord, aggregate, load_records
 from misgen.report.replay import end_rollouts, misgeneralizing_frames, value_maps
 from misgen.runstore import atomic_write_text
 
@@ -190,7 +190,8 @@ INTRO = (
     "Each cell is the mean with a 95% bootstrap interval: over episodes for a single seed, over seeds when "
     "several seeds were run (the per-seed values are in results.csv and the seed-spread figure). ↑ higher is "
     f"better, ↓ lower is better. ⚑ marks runs trained with a debug preset, not finished, or probed on fewer "
-    f"than {MIN_EPISODES} episodes per split: read those as smoke tests, not results."
+    f"than {MIN_EPISODES} episodes per split: read those as smoke tests, not results. (n=k) marks a cell "
+    f"resting on fewer than {FEW_EPISODES} episodes (conditional metrics such as proxy-first on separable levels)."
 )
 
 

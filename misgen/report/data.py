@@ -106,6 +106,12 @@ def load_records(paths: list[Path | str]) -> list[RunRecord]:
     return records
 
 
+FEW_EPISODES = 20
+"""Single-seed cells resting on fewer episodes than this show their count: a conditional metric
+(e.g. proxy-first on separable levels the agent was capable on) can rest on a handful, and a
+bootstrap interval over two episodes looks deceptively tight."""
+
+
 @dataclass(frozen=True)
 class Aggregate:
     """One (env, agent, probe, metric) cell: mean over seeds with an interval over seeds."""
@@ -127,7 +133,8 @@ class Aggregate:
             return "n/a"
         if len(self.per_seed) == 1:
             only = self.per_seed[0][1]
-            return f"{only.mean:.2f} [{only.lo:.2f}, {only.hi:.2f}]"
+            few = f" (n={only.n})" if only.n < FEW_EPISODES else ""
+            return f"{only.mean:.2f} [{only.lo:.2f}, {only.hi:.2f}]{few}"
         return f"{e.mean:.2f} [{e.lo:.2f}, {e.hi:.2f}] ({len(self.per_seed)} seeds)"
 
 
