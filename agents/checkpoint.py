@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,34 @@ def torch_generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter state (Adam moments, step counts) as ``<prefix><i>.<slot>`` tensors."""
+    out: dict[str, torch.Tensor] = {}
+    for index, slots in optimizer.state_dict()["state"].items():
+        for slot, value in slots.items():
+            out[f"{prefix}{index}.{slot}"] = torch.as_tensor(value).detach().clone()
+    return out
+
+
+def load_optimizer_tensors(
+    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], tensors: Mapping[str, torch.Tensor], prefix: str
+) -> None:
+    """Inverse of :func:`optimizer_tensors` for an optimizer over ``params`` (in their order).
+
+    Strict: state for a parameter index the network lacks, or moments whose shape differs from
+    their parameter's, raise (a checkpoint from another architecture).
+    """
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, slot = key.removeprefix(prefix).partition(".")
+        i = int(index)
+        if not 0 <= i < len(params):
+            raise KeyError(f"optimizer state for parameter {i}, the network has {len(params)}")
+        if slot != "step" and value.shape != params[i].shape:
+            raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, parameter has {tuple(params[i].shape)}")
+        state.setdefault(i, {})[slot] = value.clone()
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})

@@ -6,11 +6,9 @@ every deviation from the DreamerV3 paper.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -20,7 +18,13 @@ import torch
 from torch import nn
 
 from misgen.agents import register_agent
-from misgen.agents.base import Agent, TrainContext, record_finished_episodes
+from misgen.agents.base import (
+    Agent,
+    TrainContext,
+    record_finished_episodes,
+    torch_threads,
+    with_config_threads,
+)
 from misgen.agents.checkpoint import torch_generator
 from misgen.agents.dreamer.behavior import Behavior
 from misgen.agents.dreamer.networks import init_weights, mode_onehot, sample_onehot
@@ -173,30 +177,6 @@ def _is_last(is_first: torch.Tensor) -> torch.Tensor:
     return last
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run a block with ``n`` torch CPU threads (``n <= 0``: unchanged), restoring the setting."""
-    before = torch.get_num_threads()
-    if n > 0 and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-def _own_threads(method):
-    """Decorator: run an agent method under its configured torch thread count."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with torch_threads(self.config.threads):
-            return method(self, *args, **kwargs)
-
-    return wrapper
-
-
 @register_agent
 class DreamerAgent(Agent):
     """DreamerV3-style model-based agent (see :mod:`misgen.agents.dreamer`)."""
@@ -248,7 +228,7 @@ class DreamerAgent(Agent):
         onehot = mode_onehot(probs) if greedy else sample_onehot(probs, self.gen)
         return onehot.argmax(-1), Carry(latent, onehot), feat
 
-    @_own_threads
+    @with_config_threads
     def act(self, obs, state, first, env=None):
         with torch.no_grad():
             actions, carry, feat = self._step(obs, state, first, self.config.act_greedy)
@@ -260,7 +240,7 @@ class DreamerAgent(Agent):
         return actions.numpy(), carry, extras
 
     # Probe hooks --------------------------------------------------------------------------------
-    @_own_threads
+    @with_config_threads
     @torch.no_grad()
     def observe_state(self, obs: np.ndarray, actions: np.ndarray | None = None) -> Carry:
         """Model state after filtering observation sequences ``obs`` (N, T, *obs_shape).
@@ -283,7 +263,7 @@ class DreamerAgent(Agent):
             carry = Carry(latent, nn.functional.one_hot(prev.long(), self.num_actions).float())
         return carry
 
-    @_own_threads
+    @with_config_threads
     @torch.no_grad()
     def imagine(self, state: Carry, actions: np.ndarray, sample: bool = False) -> dict[str, np.ndarray]:
         """What the world model expects if ``actions`` (N, H) are taken from model ``state``.
@@ -312,7 +292,7 @@ class DreamerAgent(Agent):
             "features": feat.numpy(),
         }
 
-    @_own_threads
+    @with_config_threads
     @torch.no_grad()
     def evaluate_obs(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Critic value and reward-head prediction for single observations (N, *obs_shape).

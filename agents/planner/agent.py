@@ -5,11 +5,9 @@ See the package docstring (:mod:`misgen.agents.planner`) for the algorithm and i
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -19,8 +17,14 @@ import torch
 from torch import nn
 
 from misgen.agents import register_agent
-from misgen.agents.base import Agent, TrainContext, record_finished_episodes
-from misgen.agents.checkpoint import torch_generator
+from misgen.agents.base import (
+    Agent,
+    TrainContext,
+    record_finished_episodes,
+    torch_threads,
+    with_config_threads,
+)
+from misgen.agents.checkpoint import load_optimizer_tensors, optimizer_tensors, torch_generator
 from misgen.agents.planner.explore import EpisodicNovelty
 from misgen.agents.planner.mcts import RewardSource, SearchConfig, SearchResult, SearchRule, search, softmax
 from misgen.agents.planner.networks import PlannerNet
@@ -32,28 +36,6 @@ from misgen.seeding import derive_seed
 NET, OPTIM = "net.", "optim."
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (0: unchanged), then restore."""
-    before = torch.get_num_threads()
-    if n > 0 and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-def _with_threads(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: run an agent method under ``torch_threads(self.config.threads)``."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with torch_threads(self.config.threads):
-            return method(self, *args, **kwargs)
-
-    return wrapper
 
 
 @dataclass(frozen=True)
@@ -261,7 +243,7 @@ class PlannerAgent(Agent):
         return logits.numpy(), value.numpy(), reward.numpy()
 
     @torch.no_grad()
-    @_with_threads
+    @with_config_threads
     def evaluate_obs(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Network outputs for observations (N, *obs_shape), real or edited; no search.
 
@@ -295,7 +277,7 @@ class PlannerAgent(Agent):
         cfg = self.config.search_config(acting=True)
         return search(core, state, self._evaluate, cfg, rng or self.rng, noise=noise, sample=noise)
 
-    @_with_threads
+    @with_config_threads
     def act(self, obs, state, first, env=None):
         """Search from ``env.state`` and return the chosen actions.
 
@@ -483,9 +465,7 @@ class PlannerAgent(Agent):
     def tensors(self) -> dict[str, torch.Tensor]:
         """Network ``state_dict`` under ``net.*``; Adam moments and step counts under ``optim.<i>.*``."""
         out = {NET + k: v.detach().clone() for k, v in self.net.state_dict().items()}
-        for index, slots in self.optim.state_dict()["state"].items():
-            for slot, value in slots.items():
-                out[f"{OPTIM}{index}.{slot}"] = torch.as_tensor(value).clone()
+        out.update(optimizer_tensors(self.optim, OPTIM))
         return out
 
     def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
@@ -494,19 +474,7 @@ class PlannerAgent(Agent):
         if unknown:
             raise KeyError(f"unexpected tensors {unknown[:3]}")
         self.net.load_state_dict({k.removeprefix(NET): v for k, v in tensors.items() if k.startswith(NET)}, strict=True)
-        params = list(self.net.parameters())
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if not key.startswith(OPTIM):
-                continue
-            index, _, slot = key.removeprefix(OPTIM).partition(".")
-            i = int(index)
-            if not 0 <= i < len(params):
-                raise KeyError(f"optimizer state for parameter {i}, the network has {len(params)}")
-            if slot != "step" and value.shape != params[i].shape:
-                raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, parameter has {tuple(params[i].shape)}")
-            state.setdefault(i, {})[slot] = value.clone()
-        self.optim.load_state_dict({"state": state, "param_groups": self.optim.state_dict()["param_groups"]})
+        load_optimizer_tensors(self.optim, list(self.net.parameters()), tensors, OPTIM)
 
     def state_json(self) -> dict[str, Any]:
         return {"steps_done": self.steps_done, "updates": self.updates, "episodes": self.episodes}

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from misgen.agents import register_agent
 from misgen.agents.base import Agent, TrainContext
-from misgen.agents.checkpoint import torch_generator
+from misgen.agents.checkpoint import load_optimizer_tensors, optimizer_tensors, torch_generator
 from misgen.agents.ppo.networks import GridCNN, ImpalaCNN, NetworkName, image_shape, resolve_network
 from misgen.agents.ppo.novelty import NoveltyBonusVecEnv
 from misgen.agents.ppo.sb3_vecenv import MisgenSB3VecEnv
@@ -308,9 +308,7 @@ class PPOAgent(Agent):
         """Policy ``state_dict`` under ``policy.*``; Adam moments and step counts under ``optim.<i>.*``."""
         names = self._aliases()
         out = {POLICY_PREFIX + k: v for k, v in self.policy.state_dict().items() if names[k] == k}
-        for index, slots in self.policy.optimizer.state_dict()["state"].items():
-            for slot, value in slots.items():
-                out[f"{OPTIM_PREFIX}{index}.{slot}"] = torch.as_tensor(value)
+        out.update(optimizer_tensors(self.policy.optimizer, OPTIM_PREFIX))
         return out
 
     def tensors_copy(self) -> dict[str, torch.Tensor]:
@@ -329,20 +327,7 @@ class PPOAgent(Agent):
         if missing:
             raise KeyError(f"missing tensors {missing[:3]}")
         self.policy.load_state_dict({k: saved[canonical] for k, canonical in names.items()}, strict=True)
-        params = list(self.policy.parameters())
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if not key.startswith(OPTIM_PREFIX):
-                continue
-            index, _, slot = key.removeprefix(OPTIM_PREFIX).partition(".")
-            i = int(index)
-            if not 0 <= i < len(params):
-                raise KeyError(f"optimizer state for parameter {i}, the policy has {len(params)}")
-            if slot != "step" and value.shape != params[i].shape:
-                raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, parameter has {tuple(params[i].shape)}")
-            state.setdefault(i, {})[slot] = value.clone()
-        optim = self.policy.optimizer.state_dict()
-        self.policy.optimizer.load_state_dict({"state": state, "param_groups": optim["param_groups"]})
+        load_optimizer_tensors(self.policy.optimizer, list(self.policy.parameters()), tensors, OPTIM_PREFIX)
 
     def _aliases(self) -> dict[str, str]:
         """``state_dict`` key -> the first key holding the same tensor.
