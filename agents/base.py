@@ -179,3 +179,12 @@ def with_config_threads(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+def grid_env_defaults(spec: EnvSpec) -> dict[str, Any]:
+    """``env_defaults`` of agents on the shared grid torso with a novelty bonus (PPO, planner):
+    centre the torso on the agent where the env marks it, and take the env's suggested bonus."""
+    out: dict[str, Any] = {"explore_bonus": spec.exploration_bonus}
+    if spec.agent_channel is not None:
+        out["centre_channel"] = spec.agent_channel
+    return out

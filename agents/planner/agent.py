@@ -20,6 +20,7 @@ from misgen.agents import register_agent
 from misgen.agents.base import (
     Agent,
     TrainContext,
+    grid_env_defaults,
     record_finished_episodes,
     torch_threads,
     with_config_threads,
@@ -210,10 +211,7 @@ class PlannerAgent(Agent):
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
         """Centre the torso on the agent where the env marks it; the env's suggested novelty bonus."""
-        out: dict[str, Any] = {"explore_bonus": spec.exploration_bonus}
-        if spec.agent_channel is not None:
-            out["centre_channel"] = spec.agent_channel
-        return out
+        return grid_env_defaults(spec)
 
     def __init__(self, config: PlannerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
         super().__init__(config, observation_space, action_space, seed)

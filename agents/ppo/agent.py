@@ -26,7 +26,7 @@ from stable_baselines3.common.utils import safe_mean
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from misgen.agents import register_agent
-from misgen.agents.base import Agent, TrainContext
+from misgen.agents.base import Agent, TrainContext, grid_env_defaults
 from misgen.agents.checkpoint import load_optimizer_tensors, optimizer_tensors, torch_generator
 from misgen.agents.ppo.networks import GridCNN, ImpalaCNN, NetworkName, image_shape, resolve_network
 from misgen.agents.ppo.novelty import NoveltyBonusVecEnv
@@ -174,11 +174,8 @@ class PPOAgent(Agent):
 
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
-        """Centre the grid CNN on the agent where the env marks it; the env's suggested novelty bonus."""
-        out: dict[str, Any] = {"explore_bonus": spec.exploration_bonus}
-        if spec.agent_channel is not None:
-            out["centre_channel"] = spec.agent_channel
-        return out
+        """Centre the torso on the agent where the env marks it; the env's suggested novelty bonus."""
+        return grid_env_defaults(spec)
 
     def explore_bonus_now(self) -> float:
         """The novelty bonus at the current training step (linear decay to 0 at ``explore_steps``)."""
