@@ -341,3 +341,20 @@ def test_harness_train_and_resume():
     run = train(TrainRequest("maze-cheese", "dreamer", seed=0, steps=192, preset="debug", resume=True))
     assert run.status == "complete" and run.checkpoints()[-1][0] >= 192
     assert any("updates" in m for m in run.metrics())
+
+
+def test_reward_balanced_replay_puts_rewarded_steps_in_the_asked_share():
+    rep = Replay(2, 2000, (1,), np.uint8)
+    for i in range(600):
+        reward = np.array([10.0 if i == 300 else 0.0, 0.0])
+        rep.add(np.array([0, 1]), np.zeros((2, 1), np.uint8), np.zeros(2, np.int64), reward, np.zeros(2, bool), np.zeros(2, bool))
+    rng = np.random.default_rng(0)
+    uniform = rep.sample(400, 8, rng)
+    skewed = rep.sample(400, 8, rng, rewarded_share=0.5)
+    hit_uniform = (uniform["reward"] != 0).any(axis=1).mean()
+    hit_skewed = (skewed["reward"] != 0).any(axis=1)
+    assert hit_uniform < 0.05  # 8 of ~1,186 starts contain the one rewarded step
+    assert hit_skewed[:200].all() and hit_skewed.mean() >= 0.5
+    # The rewarded step lands at varied positions of the sequence, not always first or last.
+    positions = np.argmax(skewed["reward"][:200] != 0, axis=1)
+    assert len(np.unique(positions)) == 8

@@ -50,6 +50,9 @@ class DreamerConfig:
         batch_length: steps per replayed sequence.
         train_ratio: replayed steps per env step (updates = env steps * ratio / (batch * length)).
         replay_size: replay capacity in entries (split evenly over env streams; FIFO).
+        reward_balance: share of each training batch's sequences drawn to contain a rewarded
+            step (UNREAL's skewed replay; not in DreamerV3; 0 = uniform). For sparse rewards that a
+            random policy almost never finds, where uniform replay leaves the reward head at 0.
         prefill: env steps of uniform random actions before the first update (fresh runs only).
         model_lr: world-model Adam learning rate.
         model_eps: world-model Adam epsilon.
@@ -91,6 +94,7 @@ class DreamerConfig:
     batch_length: int = 16
     train_ratio: float = 8.0
     replay_size: int = 200_000
+    reward_balance: float = 0.0
     prefill: int = 4096
     model_lr: float = 3e-4
     model_eps: float = 1e-8
@@ -400,7 +404,7 @@ class DreamerAgent(Agent):
                 self.owed += n * c.train_ratio / per_update
                 while self.owed >= 1.0:
                     self.owed -= 1.0
-                    for key, value in self._train_step(replay.sample(c.batch_size, c.batch_length, rng), gen).items():
+                    for key, value in self._train_step(replay.sample(c.batch_size, c.batch_length, rng, c.reward_balance), gen).items():
                         if math.isfinite(value):
                             sums[key] = sums.get(key, 0.0) + value
                             counts[key] = counts.get(key, 0) + 1

@@ -52,11 +52,34 @@ class Replay:
         self.ptr[rows] = (pos + 1) % self.size
         self.count[rows] = np.minimum(self.count[rows] + 1, self.size)
 
+    def _aim_at_rewards(
+        self, stream: np.ndarray, offset: np.ndarray, k: int, length: int, rng: np.random.Generator
+    ) -> None:
+        """Overwrite the first ``k`` (stream, offset) draws with sequences around rewarded entries."""
+        oldest_all = np.where(self.count < self.size, 0, self.ptr)
+        rows, pos = np.nonzero(self.reward != 0)
+        logical = (pos - oldest_all[rows]) % self.size  # entry index from the stream's oldest
+        ok = (logical < self.count[rows]) & (self.count[rows] >= length)
+        rows, logical = rows[ok], logical[ok]
+        if len(rows) == 0:
+            return
+        pick = rng.integers(0, len(rows), size=k)
+        start = logical[pick] - rng.integers(0, length, size=k)
+        stream[:k] = rows[pick]
+        offset[:k] = np.clip(start, 0, self.count[rows[pick]] - length)
+
     def can_sample(self, length: int) -> bool:
         return bool((self.count >= length).any())
 
-    def sample(self, batch: int, length: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """``batch`` sequences of ``length`` consecutive entries, uniform over all valid starts."""
+    def sample(
+        self, batch: int, length: int, rng: np.random.Generator, rewarded_share: float = 0.0
+    ) -> dict[str, np.ndarray]:
+        """``batch`` sequences of ``length`` consecutive entries, uniform over all valid starts.
+
+        With ``rewarded_share > 0`` that share of the sequences (rounded down) is instead drawn to
+        contain a uniformly chosen entry with non-zero reward, at a uniform position in the
+        sequence (UNREAL's skewed replay for the reward predictor), while any exist.
+        """
         starts_per_stream = np.maximum(self.count - length + 1, 0)
         total = int(starts_per_stream.sum())
         if total == 0:
@@ -65,6 +88,9 @@ class Replay:
         cum = np.cumsum(starts_per_stream)
         stream = np.searchsorted(cum, flat, side="right")
         offset = flat - (cum[stream] - starts_per_stream[stream])
+        skewed = int(batch * rewarded_share)
+        if skewed > 0:
+            self._aim_at_rewards(stream, offset, skewed, length, rng)
         oldest = np.where(self.count[stream] < self.size, 0, self.ptr[stream])
         index = (oldest[:, None] + offset[:, None] + np.arange(length)[None]) % self.size
         row = stream[:, None]
