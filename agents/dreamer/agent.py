@@ -183,7 +183,11 @@ def _is_last(is_first: torch.Tensor) -> torch.Tensor:
 
 @register_agent
 class DreamerAgent(Agent):
-    """DreamerV3-style model-based agent (see :mod:`misgen.agents.dreamer`)."""
+    """DreamerV3-style model-based agent: RSSM world model, actor-critic trained in imagination.
+
+    Sizes, losses and every deviation from the paper are in the package docstring
+    (:mod:`misgen.agents.dreamer`).
+    """
 
     name = "dreamer"
     kind = "model-based"
