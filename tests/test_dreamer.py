@@ -24,6 +24,7 @@ from misgen.agents.dreamer.networks import (
 from misgen.agents.dreamer.replay import Replay
 from misgen.configs import build_config
 from misgen.environments import get_env
+from misgen.errors import MisgenError
 
 
 def debug_agent(seed: int = 0, **sets: str) -> tuple[DreamerAgent, gym.vector.VectorEnv]:
@@ -358,3 +359,123 @@ def test_reward_balanced_replay_puts_rewarded_steps_in_the_asked_share():
     # The rewarded step lands at varied positions of the sequence, not always first or last.
     positions = np.argmax(skewed["reward"][:200] != 0, axis=1)
     assert len(np.unique(positions)) == 8
+
+
+# Exploration bonus (episodic novelty head) -----------------------------------------------------------------
+def test_replay_stores_true_episodic_novelty_apart_from_reward():
+    # A 5x5 maze (3 cells) with 4-step episodes, random actions: recompute each entry's novelty
+    # from the stored observations and compare.
+    cfg = build_config(DreamerConfig, DreamerAgent.presets["debug"], {"prefill": "10000"}, "dreamer")
+    env = get_env("maze-cheese").make("train", 4, 1, {"size": 5, "region": 3, "max_steps": 4})
+    agent = DreamerAgent(cfg, env.single_observation_space, env.single_action_space, 0)
+    agent.learn(env, SimpleContext(200, seed=0))
+    rep = agent.replay
+    assert rep is not None
+    checked = novel = 0
+    for e in range(rep.num_envs):
+        seen: set[bytes] = set()
+        for i in range(rep.count[e]):
+            key = rep.obs[e, i].tobytes()
+            if rep.is_first[e, i]:
+                seen = {key}
+                assert rep.novelty[e, i] == 0.0  # nothing arrived at an episode's first entry
+                continue
+            assert rep.novelty[e, i] == float(key not in seen), (e, i)
+            novel += key not in seen
+            seen.add(key)
+            checked += 1
+    assert checked > 100 and 0 < novel < checked  # walls make some steps revisits
+    assert set(np.unique(rep.reward[rep.novelty > 0])) <= {0.0, 10.0}  # the reward is the env's own
+
+
+def test_no_novelty_head_without_bonus_and_head_with_it():
+    plain, _ = debug_agent()
+    assert plain.wm.novelty_head is None
+    assert not any("novelty" in k for k in plain.tensors())
+    explorer, _ = debug_agent(explore_bonus="1.0")
+    assert explorer.wm.novelty_head is not None and any(k.startswith("wm.novelty_head.") for k in explorer.tensors())
+    # The head is built after the others: every other initial weight is the bonus-free agent's.
+    a, b = plain.tensors(), explorer.tensors()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError):
+        DreamerConfig(explore_bonus=-1.0)
+
+
+def test_env_defaults_take_the_envs_bonus_only():
+    maze = get_env("maze-cheese")
+    assert DreamerAgent.env_defaults(maze) == {"explore_bonus": maze.exploration_bonus}  # no centring by default
+    assert DreamerAgent.env_defaults(get_env("persistent")) == {"explore_bonus": 0.0}
+
+
+def test_explore_bonus_decays_linearly_to_zero():
+    agent, _ = debug_agent(explore_bonus="2.0", explore_steps="1000")
+    values = []
+    for step in (0, 250, 500, 999, 1000, 5000):
+        agent.steps_done = step
+        values.append(agent.explore_bonus_now())
+    assert values[:3] == pytest.approx([2.0, 1.5, 1.0])
+    assert 0 < values[3] < 0.01 and values[4:] == [0.0, 0.0]
+
+
+def test_novelty_head_trains_and_shapes_imagined_rewards():
+    agent, env = debug_agent(explore_bonus="1.0", explore_steps="100000")
+    ctx = SimpleContext(1024, seed=2)
+    agent.learn(env, ctx)
+    last = ctx.history[-1][1]
+    for key in ("loss/novelty", "model/novelty_err", "behavior/explore_bonus", "behavior/imag_novelty", "charts/novel_share"):
+        assert key in last and np.isfinite(last[key]), key
+    assert 0.98 < last["behavior/explore_bonus"] < 1.0
+    first_err = next(m["model/novelty_err"] for _, m in ctx.history if "model/novelty_err" in m)
+    assert last["model/novelty_err"] < first_err
+    # The bonus enters the actor-critic's rewards only: the reward head and the probe hooks are unchanged.
+    b = _batch(agent)
+    _, post, _ = agent.wm.loss(b["obs"], b["action"], b["reward"], b["is_first"], b["is_terminal"], torch_generator(0),
+                               dyn_scale=0.5, rep_scale=0.1, free_nats=1.0)
+    from misgen.agents.dreamer.world_model import Latent
+
+    start = Latent(post.deter.flatten(0, 1), post.stoch.flatten(0, 1))
+    kwargs = dict(horizon=4, gamma=0.99, lam=0.95, entropy=3e-4, slowreg=1.0)
+    _, _, plain = agent.behavior.loss(agent.wm, start, torch.ones(10), torch_generator(0), **kwargs)
+    _, _, shaped = agent.behavior.loss(agent.wm, start, torch.ones(10), torch_generator(0), bonus=3.0, **kwargs)
+    assert shaped["behavior/imag_reward"] == pytest.approx(plain["behavior/imag_reward"])  # reward head alone
+    assert shaped["behavior/imag_lambda_ret"] > plain["behavior/imag_lambda_ret"]  # novelty adds to returns
+    assert "behavior/imag_novelty" in shaped and "behavior/imag_novelty" not in plain
+
+
+def test_training_with_bonus_is_deterministic_and_resumes(tmp_path):
+    def run() -> DreamerAgent:
+        agent, env = debug_agent(seed=3, explore_bonus="1.0", explore_steps="400")
+        agent.learn(env, SimpleContext(300, seed=11))
+        return agent
+
+    first, second = run(), run()
+    a, b = first.tensors(), second.tensors()
+    assert a.keys() == b.keys() and any(k.startswith("wm.novelty_head.") for k in a)
+    assert any(k.startswith("opt.model.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    path = save_agent(first, tmp_path / "ckpt")
+    loaded = load_agent(path)
+    assert loaded.config.explore_bonus == 1.0 and loaded.wm.novelty_head is not None
+    c = loaded.tensors()
+    assert c.keys() == a.keys() and all(torch.equal(a[k], c[k]) for k in a)
+    _, env = debug_agent()
+    ctx = SimpleContext(480, start_step=loaded.steps_done, seed=1)
+    loaded.learn(env, ctx)  # resumes past explore_steps: the bonus is 0, the head keeps training
+    assert loaded.steps_done >= 480 and loaded.updates > first.updates
+    assert ctx.history[-1][1]["behavior/explore_bonus"] == 0.0
+
+
+def test_centred_world_model_input():
+    agent, env = debug_agent(centre_channel="1")
+    assert agent.wm.codec.shape == (4, 25, 25)  # 3 channels + on-board, 2 * 13 - 1 cells a side
+    obs, _ = env.reset(seed=0)
+    centred = agent.model_obs(obs).numpy()
+    assert centred.shape == (len(obs), 4, 25, 25) and (centred[:, 1, 12, 12] == 1).all()  # the mouse in the middle
+    assert centred[:, 3].sum((1, 2)).tolist() == [13 * 13] * len(obs)
+    agent.learn(env, SimpleContext(160, seed=0))
+    assert agent.updates > 0
+    n = len(obs)
+    _, _, extras = agent.act(obs, agent.initial_state(n), np.ones(n, bool))
+    assert extras["features"].shape[0] == n and agent.evaluate_obs(obs)["reward"].shape == (n,)
+    with pytest.raises(MisgenError):
+        debug_agent(centre_channel="3")

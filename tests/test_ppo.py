@@ -15,9 +15,10 @@ from misgen.agents import get_agent
 from misgen.agents.base import SimpleContext
 from misgen.agents.checkpoint import load_agent, save_agent, torch_generator
 from misgen.agents.grid_torso import centre_on
+from misgen.agents.novelty import EpisodicNovelty
 from misgen.agents.ppo import PPOAgent, PPOConfig
 from misgen.agents.ppo.networks import GridCNN, ImpalaCNN, resolve_network
-from misgen.agents.ppo.novelty import EpisodicNovelty, NoveltyBonusVecEnv
+from misgen.agents.ppo.novelty import NoveltyBonusVecEnv
 from misgen.agents.ppo.sb3_vecenv import MisgenSB3VecEnv
 from misgen.environments import get_env
 from misgen.errors import MisgenError

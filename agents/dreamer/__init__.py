@@ -28,7 +28,8 @@ paper S       512    32 x 32  512     2       32         16     64      *      1
 ============  =====  =======  ======  ======  =========  =====  ======  =====  ===========
 
 (* the paper's train ratio is per domain: 32-1024; the reference code's default is 32.)
-``small`` is the default, sized so that one update costs ~0.2 s on one CPU core; ``medium``
+``small`` is the default, sized so that one update costs ~0.2 s on one CPU core (~0.34 s with a
+centred 25 x 25 maze-cheese view, ``centre_channel``); ``medium``
 matches the paper's S model and its optimiser settings. All presets use imagination horizon 15,
 λ 0.95, discount horizon 333 (γ = 0.997), Adam epsilons 1e-8 (model) / 1e-5 (actor, critic),
 gradient-norm clips 1000 / 100, slow critic fraction 0.02, return-normaliser decay 0.99.
@@ -54,6 +55,47 @@ Deviations from the paper (and why)
   trained it on imagined trajectories only (``--set repval_scale=0`` restores that).
 * Training uses one torch thread by default (``threads``): the networks are small, and on a shared
   machine a second OpenMP thread made updates several times slower.
+* ``centre_channel`` (opt-in, ``--set centre_channel=1`` on the grid envs; PPO and the planner get
+  it by default from the env's ``agent_channel``): on symbolic grids whose agent is one marked cell, the world
+  model encodes and reconstructs the board re-centred on the agent (``C + 1`` channels of
+  ``2H - 1 x 2W - 1``, the last marking the board; the view PPO's and the planner's torsos use).
+  Why: on maze-cheese the board-as-observed model learned to memorise each level's walls and
+  cheese but not to track the mouse, the one thing that moves. After 30 minutes (8.4k updates)
+  a linear read-out of the mouse's cell was 94% accurate from the encoder's output but 21% from
+  the stochastic state (49% from the full model state), and the decoder's mouse channel stayed
+  at ~3.8 nats, i.e. uniform over the open cells. Centred, every step the agent moves shifts the
+  whole reconstruction target, so the model cannot ignore where the agent is: after 10 minutes
+  the same read-out was 97% from the model state (82% from the stochastic state), and the
+  novelty head's AUC on random-walk data rose from 0.53 to 0.93. It is not the default because it
+  did not raise success: with the bonus, 30 minutes (175k steps) ended at train / test-iid /
+  test-shift success 0.00 / 0.00 / 0.045. Replay, the novelty bonus and the probe hooks keep the
+  observations as the env gives them; only the world model's input and reconstruction target are
+  centred.
+* **Exploration bonus** (``explore_bonus``, training only; 0 by default, 1.0 on maze-cheese via the
+  env's ``exploration_bonus``): a Plan2Explore-like intrinsic reward inside imagination (Sekar et
+  al., 2020), but the signal is *episodic novelty* (a step is novel when it lands on an
+  observation not yet seen in the current episode; :mod:`misgen.agents.novelty`), the same device
+  PPO adds to its rewards and the planner adds inside its search, so the classes explore alike.
+  Plan2Explore's ensemble disagreement would reward the model's uncertainty instead, a different
+  signal from the one PPO and the planner get; with the same signal the comparison stays about
+  the agent classes. While
+  collecting, each step's true novelty is stored in replay next to (not added to) the env
+  reward; a Bernoulli novelty head (BCE, the exact likelihood of a 0/1 target; a two-hot head
+  would spend 255 bins on two values) reads the model state and is trained with the other world
+  model heads, its gradient shaping the representation (the recurrent state has to remember
+  where the episode has been; replayed sequences start from the initial state, so revisits
+  older than ``batch_length`` steps look new to it). The actor-critic maximises
+  ``reward_head + bonus_now * novelty_head`` on imagined steps (the replay value loss adds
+  ``bonus_now * novelty`` to the replayed rewards), where ``bonus_now`` decays linearly from
+  ``explore_bonus`` to 0 over ``explore_steps`` env steps, so the final objective is the env's
+  own. The reward head, the training curves, success and every probe see the true reward only;
+  acting never uses the bonus. With ``explore_bonus == 0`` no novelty head is built (no extra
+  parameters; older checkpoints load). Measured on maze-cheese (``small``, one core): as observed,
+  the novelty head learned nothing in 10 minutes (AUC 0.53 on random-walk data) and the actor
+  collapsed on its noise (entropy 1.2 -> 0.17 within 30k steps, novel share 0.02 against the
+  random walk's 0.07, success 0.00 at 92k steps); centred, the head learned (AUC 0.93) but the
+  actor never turned it into more exploration (novel share 0.05-0.09) and success stayed at
+  0.00-0.06, so the bonus alone does not make Dreamer learn maze-cheese in 30 minutes.
 * A short prefill of uniform random actions precedes training; the replay buffer is not saved in
   checkpoints, so ``--resume`` starts with an empty buffer and collects with the loaded policy
   until one batch of sequences exists. Optimiser states, the slow critic and the return
@@ -68,8 +110,13 @@ through the prior and returns predicted rewards, continues, values and features;
 ``evaluate_obs(obs)`` scores single (possibly edited) observations from a fresh state.
 
 Reported metrics: ``updates``, ``loss/*`` (model, recon, reward, cont, dyn_kl, rep_kl, actor,
-critic), ``behavior/*``, ``charts/success`` (intended goal reached, over episodes finished
-since the last report), ``charts/reached_<goal>``, ``charts/episode_return``,
+critic; ``novelty`` with a novelty head), ``model/*`` (reward head error on rewarded and
+unrewarded steps; with a novelty head ``novelty_err``, its mean absolute error in probability,
+also split ``_on_novel`` / ``_on_seen``), ``behavior/*`` (``imag_reward`` is the reward head
+alone; with a novelty head ``explore_bonus``, the current ``bonus_now``, and ``imag_novelty``),
+``charts/success`` (intended goal reached, over episodes finished since the last report),
+``charts/reached_<goal>``, ``charts/episode_return``, ``charts/novel_share`` (share of collected
+steps that landed on an observation new to the episode, with or without a bonus),
 ``charts/env_steps_per_s`` and ``charts/updates_per_s``.
 """
 

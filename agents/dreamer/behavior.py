@@ -16,6 +16,11 @@ world model's prior. On the imagined trajectory (DreamerV3):
 * optionally (``repval_scale``, 0.3 in the reference implementation) the critic also regresses
   λ-returns computed along the *replayed* sequences with real rewards, bootstrapped from the
   imagined returns, so real successes reach the critic before the reward head has learned them.
+
+Not in DreamerV3: with an exploration ``bonus > 0`` (training only, decaying to 0; see
+:mod:`misgen.agents.dreamer`) the imagined reward is ``reward_head + bonus * novelty_head``, and the
+replayed rewards of the replay value loss get ``bonus * novelty`` (the stored true novelty) added,
+so both critic targets estimate the same shaped return.
 """
 
 from __future__ import annotations
@@ -161,19 +166,25 @@ class Behavior(nn.Module):
         slowreg: float,
         replay: dict[str, torch.Tensor] | None = None,
         repval_scale: float = 0.0,
+        bonus: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """Actor and critic losses on trajectories imagined from ``start`` (N states).
 
         ``start_cont`` (N,) is 1 - is_terminal of the real start states. When ``replay`` holds the
         (B, T) ``reward``, ``is_terminal`` and ``is_last`` of the replayed sequences the starts
         came from (N = B * T, row-major) and ``repval_scale > 0``, the critic also regresses
-        :func:`replay_returns` on the replayed states (DreamerV3's replay value loss). Returns
-        (actor loss, critic loss, metrics); the world model receives no gradient from either.
+        :func:`replay_returns` on the replayed states (DreamerV3's replay value loss). ``bonus > 0``
+        adds ``bonus`` times the novelty head's prediction to the imagined rewards (and ``bonus``
+        times ``replay["novelty"]``, when given, to the replayed ones). Returns (actor loss, critic
+        loss, metrics); the world model receives no gradient from either.
         """
         feats, actions, probs = self.imagine(wm, start, horizon, gen)
         logits = self.critic(feats)
         with torch.no_grad():
-            rewards = wm.reward(feats[1:])
+            env_rewards = rewards = wm.reward(feats[1:])
+            imag_novelty = wm.novelty(feats[1:]) if bonus > 0 else None
+            if imag_novelty is not None:
+                rewards = env_rewards + bonus * imag_novelty
             cont = torch.cat([start_cont[None], (wm.cont(feats[1:]) > 0.5).float()], 0)
             weight = torch.cumprod(gamma * cont, 0) / gamma  # (H + 1, N)
             values = self.twohot.mean(logits.detach())
@@ -192,8 +203,11 @@ class Behavior(nn.Module):
         if replay is not None and repval_scale > 0:
             b, t = replay["reward"].shape
             with torch.no_grad():
+                rep_reward = replay["reward"]
+                if bonus > 0 and "novelty" in replay:
+                    rep_reward = rep_reward + bonus * replay["novelty"]
                 rep_ret = replay_returns(
-                    replay["reward"], replay["is_terminal"], replay["is_last"], returns[0].view(b, t), gamma, lam
+                    rep_reward, replay["is_terminal"], replay["is_last"], returns[0].view(b, t), gamma, lam
                 )
                 rep_weight = 1.0 - replay["is_last"][:, :-1].float()
             rep_logits = logits[0].view(b, t, -1)[:, :-1]
@@ -207,12 +221,14 @@ class Behavior(nn.Module):
             "loss/repval": float(repval.detach()),
             "behavior/entropy": float(ent.detach().mean()),
             "behavior/imag_lambda_ret": float(returns.mean()),
-            "behavior/imag_reward": float(rewards.mean()),
-            "behavior/imag_reward_max": float(rewards.max()),
+            "behavior/imag_reward": float(env_rewards.mean()),  # reward head only, without the bonus
+            "behavior/imag_reward_max": float(env_rewards.max()),
             "behavior/value": float(values.mean()),
             "behavior/retnorm_scale": float(scale),
             "behavior/adv_abs": float(adv.abs().mean()),
         }
+        if imag_novelty is not None:
+            metrics["behavior/imag_novelty"] = float(imag_novelty.mean())
         return actor_loss, critic_loss, metrics
 
 

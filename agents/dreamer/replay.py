@@ -3,7 +3,9 @@
 Each env slot writes its own stream (a ring of ``capacity // num_envs`` entries), so a sampled
 sequence is always consecutive in time for one env; episode boundaries inside a sequence are marked
 by ``is_first``. An entry is DreamerV3's step record: the observation, the action taken at it, the
-reward that arrived with it, ``is_first`` and ``is_terminal``. When an episode ends the env's true
+reward that arrived with it, ``is_first`` and ``is_terminal``, plus misgen's ``novelty`` (1 when
+the observation was new to its episode, see :mod:`misgen.agents.novelty`; 0 on an episode's first
+entry, where nothing arrived; kept apart from the env reward). When an episode ends the env's true
 final observation becomes its own entry (``is_terminal`` only if the episode terminated, not if it
 was truncated), followed by the first observation of the next episode with ``is_first``.
 
@@ -25,6 +27,7 @@ class Replay:
         self.obs = np.zeros((num_envs, self.size, *obs_shape), dtype=obs_dtype)
         self.action = np.zeros((num_envs, self.size), dtype=np.int64)
         self.reward = np.zeros((num_envs, self.size), dtype=np.float32)
+        self.novelty = np.zeros((num_envs, self.size), dtype=np.float32)
         self.is_first = np.zeros((num_envs, self.size), dtype=bool)
         self.is_terminal = np.zeros((num_envs, self.size), dtype=bool)
         self.ptr = np.zeros(num_envs, dtype=np.int64)  # next write position per stream
@@ -41,14 +44,17 @@ class Replay:
         reward: np.ndarray,
         is_first: np.ndarray,
         is_terminal: np.ndarray,
+        novelty: np.ndarray | None = None,
     ) -> None:
-        """Append one entry to each stream in ``rows`` (int indices); other arrays are per row."""
+        """Append one entry to each stream in ``rows`` (int indices); other arrays are per row
+        (``novelty`` None: 0)."""
         pos = self.ptr[rows]
         self.obs[rows, pos] = obs
         self.action[rows, pos] = action
         self.reward[rows, pos] = reward
         self.is_first[rows, pos] = is_first
         self.is_terminal[rows, pos] = is_terminal
+        self.novelty[rows, pos] = 0.0 if novelty is None else novelty
         self.ptr[rows] = (pos + 1) % self.size
         self.count[rows] = np.minimum(self.count[rows] + 1, self.size)
 
@@ -100,4 +106,5 @@ class Replay:
             "reward": self.reward[row, index],
             "is_first": self.is_first[row, index],
             "is_terminal": self.is_terminal[row, index],
+            "novelty": self.novelty[row, index],
         }

@@ -1,4 +1,5 @@
-"""Dreamer's world model: an RSSM with categorical latents, observation decoder, reward and continue heads.
+"""Dreamer's world model: an RSSM with categorical latents, observation decoder, reward, continue and
+(optional) novelty heads.
 
 The recurrent state-space model (RSSM) keeps a deterministic GRU state ``deter`` and a stochastic
 state ``stoch`` of ``latents`` categoricals with ``classes`` classes each (one-hot, 1% unimix):
@@ -12,6 +13,11 @@ The model state the actor, critic and heads read is ``features = [deter, flatten
 Loss per step (DreamerV3): ``pred + 0.5 dyn + 0.1 rep`` where ``pred`` is the observation NLL plus
 the two-hot symlog reward NLL plus the continue BCE, ``dyn = max(1, KL(sg(post) || prior))`` and
 ``rep = max(1, KL(post || sg(prior)))`` (KL balancing with 1 nat of free bits, clipped per step).
+
+Not in DreamerV3: with :meth:`WorldModel.add_novelty_head` (only when the agent has an exploration
+bonus) a Bernoulli head predicts the episodic novelty stored in replay (1 when the step arrived on an
+observation new to its episode) and its BCE joins ``pred``, so its gradient also shapes the
+representation (as the reward head's does): the recurrent state has to remember where it has been.
 """
 
 from __future__ import annotations
@@ -151,6 +157,20 @@ class WorldModel(nn.Module):
         self.cont_head = MLP(feat_dim, 1, hidden, layers)
         self.twohot = TwoHot(bins)
         self.num_actions = num_actions
+        self.feat_dim, self.hidden, self.layers = feat_dim, hidden, layers
+        self.novelty_head: MLP | None = None
+
+    def add_novelty_head(self) -> MLP:
+        """Create the novelty head (left out when there is no exploration bonus, so older
+        checkpoints and bonus-free configs have no such parameters). Returns it, uninitialised."""
+        self.novelty_head = MLP(self.feat_dim, 1, self.hidden, self.layers)
+        return self.novelty_head
+
+    def novelty(self, feat: torch.Tensor) -> torch.Tensor:
+        """Predicted probability that arriving in this state was novel to the episode."""
+        if self.novelty_head is None:
+            raise RuntimeError("this world model has no novelty head (explore_bonus == 0)")
+        return torch.sigmoid(self.novelty_head(feat).squeeze(-1))
 
     def reward(self, feat: torch.Tensor) -> torch.Tensor:
         """Predicted reward for arriving in the state with features ``feat``."""
@@ -172,12 +192,14 @@ class WorldModel(nn.Module):
         dyn_scale: float,
         rep_scale: float,
         free_nats: float,
+        novelty: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Latent, dict[str, float]]:
         """World-model loss on replayed sequences (B, T, ...).
 
         ``actions[:, t]`` was taken at ``obs[:, t]``; ``rewards[:, t]`` arrived with ``obs[:, t]``;
         ``is_terminal[:, t]`` marks a true terminal state (truncation is not termination). Each
         sequence starts from the initial state (its first step is treated as ``is_first``).
+        ``novelty`` (B, T) 0/1 trains the novelty head when the model has one (ignored otherwise).
 
         Returns the scalar loss, the posterior states (for imagination starts) and metrics.
         """
@@ -199,7 +221,12 @@ class WorldModel(nn.Module):
         rep_kl = categorical_kl(post_p, prior_p.detach())
         dyn = torch.clamp(dyn_kl, min=free_nats)
         rep = torch.clamp(rep_kl, min=free_nats)
-        loss = (recon + reward_nll + cont_nll + dyn_scale * dyn + rep_scale * rep).mean()
+        pred = recon + reward_nll + cont_nll
+        nov_logit = None
+        if self.novelty_head is not None and novelty is not None:
+            nov_logit = self.novelty_head(feat).squeeze(-1)
+            pred = pred + F.binary_cross_entropy_with_logits(nov_logit, novelty.float(), reduction="none")
+        loss = (pred + dyn_scale * dyn + rep_scale * rep).mean()
         with torch.no_grad():
             reward_pred = self.twohot.mean(self.reward_head(feat))
             rewarded = rewards.abs() > 0
@@ -214,4 +241,11 @@ class WorldModel(nn.Module):
                 "model/reward_err_unrewarded": float((reward_pred - rewards).abs()[~rewarded].mean()),
                 "model/post_entropy": float(-(post_p * post_p.log()).sum(-1).mean()),
             }
+            if nov_logit is not None:
+                nov_err = (torch.sigmoid(nov_logit) - novelty.float()).abs()
+                novel = novelty > 0.5
+                metrics["loss/novelty"] = float(F.binary_cross_entropy_with_logits(nov_logit, novelty.float()))
+                metrics["model/novelty_err"] = float(nov_err.mean())
+                metrics["model/novelty_err_on_novel"] = float(nov_err[novel].mean()) if bool(novel.any()) else float("nan")
+                metrics["model/novelty_err_on_seen"] = float(nov_err[~novel].mean()) if bool((~novel).any()) else float("nan")
         return loss, post.detach(), metrics

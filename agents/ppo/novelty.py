@@ -11,11 +11,12 @@ observation not yet seen in the current episode (the episodic novelty of Badia e
 The bonus is an exploration device, not part of the objective: it decays linearly to zero over
 ``explore_steps`` env steps, success and returns in the training curves are the env's own, and
 acting (evaluation, probes) never sees it. The planner uses the same device inside its search
-(:mod:`misgen.agents.planner.explore`), so the two classes explore alike.
+(:mod:`misgen.agents.planner.explore`) and Dreamer learns to predict it in imagination
+(:mod:`misgen.agents.dreamer`), so the three classes explore alike.
 
-Observations are compared by a 64-bit hash (a random linear map of the bytes, wrapping
-arithmetic), one vectorised matrix product per step, and each env's hashes of the episode so far
-are kept in a row of one array, so there is no per-env Python loop.
+Which steps are novel is decided by the shared, batched
+:class:`~misgen.agents.novelty.EpisodicNovelty` (also used by Dreamer); this module only adds the
+bonus to SB3's rewards.
 """
 
 from __future__ import annotations
@@ -26,41 +27,9 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from misgen.agents.novelty import EpisodicNovelty
 
-class EpisodicNovelty:
-    """Per-env hashes of the observations seen in the current episode (batched)."""
-
-    def __init__(self, num_envs: int, obs_size: int, seed: int = 0) -> None:
-        rng = np.random.default_rng(seed)
-        self.weights = rng.integers(1, 2**63 - 1, size=obs_size, dtype=np.int64) | 1
-        self.seen = np.zeros((num_envs, 256), dtype=np.int64)
-        self.count = np.zeros(num_envs, dtype=np.int64)
-
-    def hash(self, obs: np.ndarray) -> np.ndarray:
-        """(N,) int64 hashes of (N, ...) observations."""
-        flat = np.asarray(obs).reshape(len(obs), self.weights.size).astype(np.int64)
-        with np.errstate(over="ignore"):
-            return flat @ self.weights
-
-    def restart(self, envs: np.ndarray) -> None:
-        """Forget the episodes of ``envs`` (their next observation is the first of a new one)."""
-        self.count[envs] = 0
-
-    def visit(self, obs: np.ndarray, envs: np.ndarray | None = None) -> np.ndarray:
-        """Record the observations of ``envs`` (default: all, in order); returns whether each was
-        new to its env's episode."""
-        envs = np.arange(len(self.count)) if envs is None else np.asarray(envs)
-        h = self.hash(obs)
-        width = self.seen.shape[1]
-        if self.count[envs].max(initial=0) >= width:
-            self.seen = np.concatenate([self.seen, np.zeros_like(self.seen)], axis=1)
-            width *= 2
-        known = (self.seen[envs] == h[:, None]) & (np.arange(width)[None, :] < self.count[envs, None])
-        novel = ~known.any(axis=1)
-        rows = envs[novel]
-        self.seen[rows, self.count[rows]] = h[novel]
-        self.count[rows] += 1
-        return novel
+__all__ = ["EpisodicNovelty", "NoveltyBonusVecEnv"]  # EpisodicNovelty re-exported for old imports
 
 
 class NoveltyBonusVecEnv(VecEnvWrapper):
