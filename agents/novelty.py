@@ -3,7 +3,7 @@
 The training-only exploration device shared by the learned agents (PPO adds it to the env reward,
 :mod:`misgen.agents.ppo.novelty`; Dreamer stores it in replay and learns to predict it,
 :mod:`misgen.agents.dreamer`). The planner uses the same signal inside its search
-(:mod:`misgen.agents.planner.explore`, its own set-based copy). It is the episodic novelty of
+(:mod:`misgen.agents.planner.explore`). It is the episodic novelty of
 Badia et al. 2020, "Never Give Up", with exact matching, which suits small deterministic symbolic
 observations: a step is novel when it lands on an observation not yet seen in the current episode.
 
@@ -40,17 +40,24 @@ class EpisodicNovelty:
         """Forget the episodes of ``envs`` (their next observation is the first of a new one)."""
         self.count[envs] = 0
 
+    def _is_new(self, hashes: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        width = self.seen.shape[1]
+        known = (self.seen[envs] == hashes[:, None]) & (np.arange(width)[None, :] < self.count[envs, None])
+        return ~known.any(axis=1)
+
+    def is_new(self, obs: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """Whether each ``obs[k]`` is new to the episode of env ``envs[k]``, without recording it
+        (``envs`` may repeat: the planner asks about several children per env)."""
+        return self._is_new(self.hash(obs), np.asarray(envs))
+
     def visit(self, obs: np.ndarray, envs: np.ndarray | None = None) -> np.ndarray:
-        """Record the observations of ``envs`` (default: all, in order); returns whether each was
-        new to its env's episode."""
+        """Record the observations of ``envs`` (default: all, in order; no env twice); returns
+        whether each was new to its env's episode."""
         envs = np.arange(len(self.count)) if envs is None else np.asarray(envs)
         h = self.hash(obs)
-        width = self.seen.shape[1]
-        if self.count[envs].max(initial=0) >= width:
+        if self.count[envs].max(initial=0) >= self.seen.shape[1]:
             self.seen = np.concatenate([self.seen, np.zeros_like(self.seen)], axis=1)
-            width *= 2
-        known = (self.seen[envs] == h[:, None]) & (np.arange(width)[None, :] < self.count[envs, None])
-        novel = ~known.any(axis=1)
+        novel = self._is_new(h, envs)
         rows = envs[novel]
         self.seen[rows, self.count[rows]] = h[novel]
         self.count[rows] += 1

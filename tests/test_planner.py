@@ -290,11 +290,11 @@ def test_tree_is_scored_with_the_learned_reward_not_the_true_one():
 
 
 def test_novelty_bonus_rewards_unseen_observations_only():
-    from misgen.agents.planner.explore import EpisodicNovelty
+    from misgen.agents.planner.explore import SearchNovelty
 
     core, state = _maze_states_near_cheese(2, n=8)
     obs = core.observe(state)
-    novelty = EpisodicNovelty(len(state))
+    novelty = SearchNovelty(len(state), obs[0].size)
     novelty.restart(np.arange(len(state)), obs)
     assert not novelty.novel(np.arange(len(state)), obs).any()
     moved, *_ = core.step(state, core.oracle_actions(state, "cheese"))

@@ -26,7 +26,7 @@ from misgen.agents.base import (
     with_config_threads,
 )
 from misgen.agents.checkpoint import load_optimizer_tensors, optimizer_tensors, torch_generator
-from misgen.agents.planner.explore import EpisodicNovelty
+from misgen.agents.planner.explore import SearchNovelty
 from misgen.agents.planner.mcts import RewardSource, SearchConfig, SearchResult, SearchRule, search, softmax
 from misgen.agents.planner.networks import PlannerNet
 from misgen.agents.planner.replay import Replay, lambda_returns
@@ -337,7 +337,7 @@ class PlannerAgent(Agent):
         intended = spec.intended_goal.name if spec is not None else None
         goals = spec.goal_names if spec is not None else ()
         obs, _ = env.reset(seed=ctx.seed)
-        self._novelty = EpisodicNovelty(env.num_envs)
+        self._novelty = SearchNovelty(env.num_envs, int(np.prod(self.observation_space.shape)), derive_seed(ctx.seed, "novelty"))
         self._novelty.restart(np.arange(env.num_envs), obs)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}

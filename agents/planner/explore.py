@@ -4,9 +4,8 @@ Maze-cheese shows why it is needed: a uniformly random walk reaches the cheese i
 training episodes, so an untrained planner (uniform prior, zero value, a reward model that has seen
 no reward) would wait ~25k env steps per success before its reward model had anything to learn.
 During self-play the search therefore adds ``bonus`` to every tree edge whose child observation
-has not been seen yet in the current episode of that env (a count-free form of the episodic
-novelty of Badia et al. 2020, "Never Give Up", with exact observation matching, which suits
-small deterministic symbolic observations). With a few simulations of lookahead the planner then
+has not been seen yet in the current episode of that env (the episodic novelty PPO and Dreamer
+also use, tracked by the same batched hash table, :mod:`misgen.agents.novelty`). With a few simulations of lookahead the planner then
 sweeps the maze instead of wandering in it.
 
 The bonus is an exploration device, not part of the objective: it is never given to the reward
@@ -17,30 +16,35 @@ it. Only the policy prior is trained on search policies that included it, early 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from misgen.agents.novelty import EpisodicNovelty
 
-class EpisodicNovelty:
-    """Per-env sets of observations seen in the current episode, and the bonus for unseen ones."""
 
-    def __init__(self, num_envs: int) -> None:
-        self.seen: list[set[bytes]] = [set() for _ in range(num_envs)]
+class SearchNovelty:
+    """The shared batched :class:`~misgen.agents.novelty.EpisodicNovelty` tracker, asked about
+    tree edges: each env's episode so far, and the bonus for children it has not seen."""
+
+    def __init__(self, num_envs: int, obs_size: int, seed: int = 0) -> None:
+        self.tracker = EpisodicNovelty(num_envs, obs_size, seed)
 
     def restart(self, envs: np.ndarray, obs: np.ndarray) -> None:
         """New episodes in ``envs`` whose first observations are ``obs``."""
-        for row, i in enumerate(np.asarray(envs)):
-            self.seen[i] = {obs[row].tobytes()}
+        envs = np.asarray(envs)
+        self.tracker.restart(envs)
+        self.tracker.visit(obs, envs)
 
     def visit(self, obs: np.ndarray) -> None:
         """Record every env's current observation (one per env, in env order)."""
-        for i, o in enumerate(obs):
-            self.seen[i].add(o.tobytes())
+        self.tracker.visit(obs)
 
     def novel(self, envs: np.ndarray, obs: np.ndarray) -> np.ndarray:
         """(k,) whether each ``obs[row]`` is new to the episode of env ``envs[row]``."""
-        return np.array([o.tobytes() not in self.seen[i] for i, o in zip(np.asarray(envs), obs, strict=True)], dtype=bool)
+        return self.tracker.is_new(obs, envs)
 
-    def bonus_fn(self, bonus: float):
+    def bonus_fn(self, bonus: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """The search's edge-bonus callback: ``bonus`` for novel child observations, else 0."""
 
         def fn(envs: np.ndarray, obs: np.ndarray) -> np.ndarray:
