@@ -2,10 +2,10 @@
 
 A study is a sweep over agent classes (plus the scripted oracles as ground-truth reference rows)
 with a budget preset. ``quick`` is sized to finish in about 15 minutes on 2 CPU cores for
-maze-cheese (measured: 869 s from an empty runs root). At that budget PPO reaches ~0.6 train
+maze-cheese (measured: 894 s from an empty runs root). At that budget PPO reaches ~0.6 train
 success and is the one class capable enough for its goal to be read off; the planner (~0.2) and
-Dreamer (~0.01) are not yet competent on maze-cheese, and the report says so through their
-capability rows. ``full`` is the budget for a result you would publish (more steps, seeds and
+Dreamer (0.00 on train, 0.05 at test-shift) are not yet competent on maze-cheese, and the report
+says so through their capability rows. ``full`` is the budget for a result you would publish (more steps, seeds and
 episodes).
 """
 
