@@ -21,6 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def decayed_bonus(bonus: float, steps_done: int, decay_steps: int) -> float:
+    """The bonus after ``steps_done`` env steps: linear from ``bonus`` to 0 at ``decay_steps``, then
+    0, so every agent's training ends on the env's own objective."""
+    if bonus <= 0 or steps_done >= decay_steps:
+        return 0.0
+    return bonus * (1.0 - steps_done / decay_steps)
+
+
 class EpisodicNovelty:
     """Per-env hashes of the observations seen in the current episode (batched)."""
 

@@ -31,7 +31,7 @@ from misgen.agents.dreamer.networks import init_weights, mode_onehot, sample_one
 from misgen.agents.dreamer.replay import Replay
 from misgen.agents.dreamer.world_model import Latent, WorldModel
 from misgen.agents.grid_torso import centre_on
-from misgen.agents.novelty import EpisodicNovelty
+from misgen.agents.novelty import EpisodicNovelty, decayed_bonus
 from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
 from misgen.seeding import derive_seed
@@ -267,9 +267,7 @@ class DreamerAgent(Agent):
     def explore_bonus_now(self) -> float:
         """The novelty bonus at the current training step (linear decay to 0 at ``explore_steps``)."""
         c = self.config
-        if c.explore_bonus <= 0 or self.steps_done >= c.explore_steps:
-            return 0.0
-        return c.explore_bonus * (1.0 - self.steps_done / c.explore_steps)
+        return decayed_bonus(c.explore_bonus, self.steps_done, c.explore_steps)
 
     def model_obs(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Observations (N, *obs_shape) as the world model sees them (re-centred with ``centre_channel``)."""

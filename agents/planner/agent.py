@@ -26,6 +26,7 @@ from misgen.agents.base import (
     with_config_threads,
 )
 from misgen.agents.checkpoint import load_optimizer_tensors, optimizer_tensors, torch_generator
+from misgen.agents.novelty import decayed_bonus
 from misgen.agents.planner.explore import SearchNovelty
 from misgen.agents.planner.mcts import RewardSource, SearchConfig, SearchResult, SearchRule, search, softmax
 from misgen.agents.planner.networks import PlannerNet
@@ -425,9 +426,7 @@ class PlannerAgent(Agent):
     def explore_bonus(self) -> float:
         """The training-only novelty bonus at the current step (linear decay to 0)."""
         c = self.config
-        if c.explore_bonus <= 0 or self.steps_done >= c.explore_steps:
-            return 0.0
-        return c.explore_bonus * (1.0 - self.steps_done / c.explore_steps)
+        return decayed_bonus(c.explore_bonus, self.steps_done, c.explore_steps)
 
     def _update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
         c = self.config

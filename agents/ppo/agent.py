@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from misgen.agents import register_agent
 from misgen.agents.base import Agent, TrainContext, grid_env_defaults
 from misgen.agents.checkpoint import load_optimizer_tensors, optimizer_tensors, torch_generator
+from misgen.agents.novelty import decayed_bonus
 from misgen.agents.ppo.networks import GridCNN, ImpalaCNN, NetworkName, image_shape, resolve_network
 from misgen.agents.ppo.novelty import NoveltyBonusVecEnv
 from misgen.agents.ppo.sb3_vecenv import MisgenSB3VecEnv
@@ -180,9 +181,7 @@ class PPOAgent(Agent):
     def explore_bonus_now(self) -> float:
         """The novelty bonus at the current training step (linear decay to 0 at ``explore_steps``)."""
         c = self.config
-        if c.explore_bonus <= 0 or self.steps_done >= c.explore_steps:
-            return 0.0
-        return c.explore_bonus * (1.0 - self.steps_done / c.explore_steps)
+        return decayed_bonus(c.explore_bonus, self.steps_done, c.explore_steps)
 
     def policy_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the SB3 policy: the extractor, no hidden MLP between it and the heads."""
