@@ -157,3 +157,24 @@ class EnvSpec:
     ) -> gym.vector.VectorEnv:
         """Build a batched env on ``split`` whose level sampling is seeded by ``seed``."""
         return self.make_vector(self, self.split(split), num_envs, seed, dict(overrides or {}))
+
+    def config(self, split: str, overrides: Mapping[str, Any] | None = None) -> Any:
+        """The resolved env config of ``split``: defaults, the split's kwargs, then ``overrides``.
+
+        ``None`` for backends without a config dataclass.
+        """
+        if self.config_type is None:
+            return None
+        from misgen.environments.native import resolve_config
+
+        return resolve_config(self.config_type, self.split(split), dict(overrides or {}))
+
+    def core(self, split: str, overrides: Mapping[str, Any] | None = None) -> Any | None:
+        """The functional core of ``split`` with ``overrides``; ``None`` for envs without one.
+
+        The one place a core is built from a split and a run's overrides (planners, counterfactual
+        probes, level regeneration, rendering).
+        """
+        if self.make_core is None or self.config_type is None:
+            return None
+        return self.make_core(self.config(split, overrides))

@@ -124,6 +124,11 @@ class Run:
         return dict(self.info["config"])
 
     @property
+    def env_overrides(self) -> dict[str, Any]:
+        """The run's env config overrides (``--set env.<field>=...``), as recorded in run.json."""
+        return dict(self.config.get("env_overrides", {}))
+
+    @property
     def status(self) -> str:
         return str(self.info.get("status", "unknown"))
 
