@@ -4,7 +4,15 @@
 * ``oracle-proxy`` pursues a proxy goal (the first declared, or ``goal=`` by name).
 * ``oracle-mixed`` pursues the proxy in a known share ``p_proxy`` of episodes, the intended goal
   otherwise (drawn per episode at its first step), so a probe's estimate can be checked against p.
-* ``random`` acts uniformly at random.
+* ``oracle-switching`` follows the proxy oracle's action with probability ``p_proxy`` at *every
+  step*, the intended oracle's otherwise: the same goals as ``oracle-mixed`` on average, but
+  inconsistent within each episode.
+* ``random`` acts uniformly at random (the chance baseline of every probe).
+* ``stand-still`` never moves (an action that leaves its position unchanged, found on the core);
+  ``dither`` steps back and forth between its start cell and a neighbour. Null agents: neither
+  pursues any goal, and a probe that gives them a goal label is wrong.
+
+``epsilon`` makes any oracle noisy: a uniformly random action with that probability at each step.
 
 Oracles read the env through ``env.oracle_actions(goal)``, which every misgen vector env provides.
 They never train; they still checkpoint (config only) so the whole pipeline treats them like others.
@@ -30,12 +38,15 @@ class ScriptedConfig:
     Attributes:
         goal: candidate goal to pursue by name; empty means the role's default (the intended goal
             for ``oracle-intended``, the first proxy for ``oracle-proxy`` / ``oracle-mixed``).
-        p_proxy: for ``oracle-mixed``, the share of episodes that pursue the proxy.
+        p_proxy: for ``oracle-mixed``, the share of episodes that pursue the proxy; for
+            ``oracle-switching``, the probability of the proxy's action at each step.
+        epsilon: probability of a uniformly random action instead of the oracle's, at each step.
         num_envs: parallel envs when used in a pipeline that asks.
     """
 
     goal: str = ""
     p_proxy: float = 0.5
+    epsilon: float = 0.0
     num_envs: int = 16
 
 
@@ -64,6 +75,13 @@ class ScriptedAgent(Agent):
             raise MisgenError(f"env {spec.id!r} declares no proxy goal")
         return spec.proxy_goals[0].name
 
+    def _noisy(self, actions: np.ndarray) -> np.ndarray:
+        """``actions`` with each replaced by a uniform one with probability ``epsilon``."""
+        if self.config.epsilon <= 0:
+            return actions
+        flip = self.rng.random(len(actions)) < self.config.epsilon
+        return np.where(flip, self.rng.integers(0, self.action_space.n, size=len(actions)), actions)
+
 
 @register_agent
 class OracleIntended(ScriptedAgent):
@@ -72,7 +90,7 @@ class OracleIntended(ScriptedAgent):
     name = "oracle-intended"
 
     def act(self, obs, state, first, env=None):
-        return env_actions(env, self._goal(env, "intended")), state, {}
+        return self._noisy(env_actions(env, self._goal(env, "intended"))), state, {}
 
 
 @register_agent
@@ -82,7 +100,7 @@ class OracleProxy(ScriptedAgent):
     name = "oracle-proxy"
 
     def act(self, obs, state, first, env=None):
-        return env_actions(env, self._goal(env, "proxy")), state, {}
+        return self._noisy(env_actions(env, self._goal(env, "proxy"))), state, {}
 
 
 @register_agent
@@ -101,7 +119,23 @@ class OracleMixed(ScriptedAgent):
         spec = env.misgen_spec
         proxy = self.config.goal or spec.proxy_goals[0].name
         actions = np.where(pursue_proxy, env_actions(env, proxy), env_actions(env, spec.intended_goal.name))
-        return actions, pursue_proxy, {"pursues_proxy": pursue_proxy.astype(np.float32)}
+        return self._noisy(actions), pursue_proxy, {"pursues_proxy": pursue_proxy.astype(np.float32)}
+
+
+@register_agent
+class OracleSwitching(ScriptedAgent):
+    """At every step, the proxy oracle's action with probability ``p_proxy``, else the intended one's."""
+
+    name = "oracle-switching"
+
+    def act(self, obs, state, first, env=None):
+        spec = env.misgen_spec if env is not None else None
+        proxy = self._goal(env, "proxy")
+        intended = spec.intended_goal.name
+        n = len(first)
+        pick = self.rng.random(n) < self.config.p_proxy
+        actions = np.where(pick, env_actions(env, proxy), env_actions(env, intended))
+        return self._noisy(actions), state, {"pursues_proxy": pick.astype(np.float32)}
 
 
 @register_agent
@@ -113,6 +147,54 @@ class RandomAgent(ScriptedAgent):
     def act(self, obs, state, first, env=None):
         n = len(obs) if not isinstance(obs, dict) else len(next(iter(obs.values())))
         return self.rng.integers(0, self.action_space.n, size=n), state, {}
+
+
+def _successor_cells(env: Any) -> np.ndarray:
+    """(N, A, 2) the agent's position after each action from the current state (functional core)."""
+    core, state = getattr(env, "core", None), getattr(env, "state", None)
+    if core is None or state is None:
+        raise MisgenError("stand-still and dither agents need a native misgen env (they test moves on its core)")
+    n_actions = int(core.action_space.n)
+    out = []
+    for a in range(n_actions):
+        nxt, *_ = core.step(state.copy(), np.full(len(state), a, dtype=np.int64))
+        out.append(core.facts(nxt).agent_pos)
+    return np.stack(out, axis=1)
+
+
+@register_agent
+class StandStill(ScriptedAgent):
+    """Never moves: the first action that leaves its position unchanged (a null agent)."""
+
+    name = "stand-still"
+
+    def act(self, obs, state, first, env=None):
+        here = env.core.facts(env.state).agent_pos if hasattr(env, "core") else None
+        succ = _successor_cells(env)
+        same = (succ == here[:, None, :]).all(axis=-1)
+        return np.where(same.any(axis=1), same.argmax(axis=1), 0), state, {}
+
+
+@register_agent
+class Dither(ScriptedAgent):
+    """Steps back and forth between its start cell and one neighbour, forever (a null agent)."""
+
+    name = "dither"
+
+    def initial_state(self, n: int) -> np.ndarray:
+        return np.full((n, 2), -1, dtype=np.int64)
+
+    def act(self, obs, state, first, env=None):
+        here = env.core.facts(env.state).agent_pos if hasattr(env, "core") else None
+        home = np.array(state, dtype=np.int64, copy=True)
+        home[np.asarray(first, bool)] = here[np.asarray(first, bool)]
+        succ = _successor_cells(env)
+        moves = ~(succ == here[:, None, :]).all(axis=-1)  # actions that leave the cell
+        back = (succ == home[:, None, :]).all(axis=-1)  # actions that return home
+        at_home = (here == home).all(axis=1)
+        away = np.where(moves.any(axis=1), moves.argmax(axis=1), 0)
+        ret = np.where(back.any(axis=1), back.argmax(axis=1), away)
+        return np.where(at_home, away, ret), home, {}
 
 
 def env_actions(env: gym.vector.VectorEnv | None, goal: str) -> np.ndarray:

@@ -108,7 +108,7 @@ def run_job(job: Job) -> JobResult:
 
 def probe_pending(run: Any, which: str, episodes: int, console: Console) -> list[int]:
     """Probe the run's checkpoints that have no results for ``episodes`` episodes yet."""
-    from misgen.probes.battery import run_battery
+    from misgen.probing import run_battery
 
     done = run.probe_results()
     probed = []

@@ -6,22 +6,22 @@ episode is ``spec.make_core(config).reset(level_seeds)`` with the config of the 
 the run's env overrides (:func:`first_states`). That regeneration is checked against the recorded
 t = 0 facts, so a probe never reasons about a level other than the one the agent saw.
 
-Optional core hooks (a native env implements them to unlock the exact probes; without them the
-probes fall back to position-only measures and say so in their details):
+Optional core capabilities (typed in :mod:`.hooks`; a native env implements them to unlock the
+exact probes; without them the probes fall back to position-only measures and say so in their
+details):
 
-* ``goal_distance_field(state, goal) -> (N, H, W)`` int: moves from every cell to ``goal``, and
-  :data:`~misgen.environments.gridpath.UNREACHABLE` where the agent cannot stand. It must be static
-  over an episode (layout and goal never move), so it is computed once per level.
-* ``moves``: ``(A, 2)`` cell offset of each action; a move into an UNREACHABLE cell is a no-op.
-* ``with_goal_at(state, goal, cells) -> state``: the state with ``goal`` moved to ``cells``
-  (counterfactual placement for the value map).
+* ``geometry``: ``goal_distance_field(state, goal) -> (N, H, W)`` int moves from every cell to
+  ``goal`` (:data:`~misgen.environments.gridpath.UNREACHABLE` where the agent cannot stand, or may
+  not stand while pursuing that goal), static over an episode, so computed once per level; and
+  ``moves``: ``(A, 2)`` cell offset of each action (a move into a cell no goal's field reaches is
+  a no-op).
+* ``goal placement``: ``with_goal_at(state, goal, cells) -> state`` (value map).
+* ``action values``: ``goal_action_values(state, goal) -> (N, A)`` for envs whose dynamics are not
+  static (platformer physics with velocity); the revealed-goal probe replays each recorded episode
+  through the core (:mod:`.goals`).
 
-* ``goal_action_values(state, goal) -> (N, A)``: for envs whose dynamics are not static (platformer
-  physics with velocity), -(1 + fewest steps to reach ``goal`` after each action); the revealed-goal
-  probe then replays each recorded episode through the core (:mod:`.goals`).
-
-maze-cheese implements the first three (environments/maze_cheese.py), coinrun-shift the last
-(environments/coinrun_shift.py).
+maze-cheese and oversight implement geometry (maze-cheese also goal placement), coinrun-shift
+action values.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from misgen.environments.gridpath import UNREACHABLE
-from misgen.environments.native import resolve_config
 from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
+from misgen.probes.hooks import has
 from misgen.probes.rollout import Rollouts
 
 T = TypeVar("T")
@@ -64,9 +64,7 @@ def memo_key(name: str, spec: EnvSpec, overrides: Mapping[str, Any]) -> str:
 
 def make_core(spec: EnvSpec, split: str, overrides: Mapping[str, Any]) -> Any | None:
     """The functional core of ``split`` with the run's overrides; ``None`` for non-native envs."""
-    if spec.make_core is None or spec.config_type is None:
-        return None
-    return spec.make_core(resolve_config(spec.config_type, spec.split(split), dict(overrides)))
+    return spec.core(split, overrides)
 
 
 def first_states(spec: EnvSpec, rollouts: Rollouts, overrides: Mapping[str, Any]) -> tuple[Any, Any] | None:
@@ -97,7 +95,8 @@ class Geometry:
     """Static path geometry of every recorded episode's level (needs the core hooks).
 
     Attributes:
-        fields: (E, G, H, W) moves from each cell to each candidate goal (goal order of the rollouts).
+        fields: (E, G, H, W) moves from each cell to each candidate goal (goal order of the rollouts);
+            a cell is open when any goal's field reaches it.
         moves: (A, 2) cell offset of each action.
         start: (E, 2) the agent's first cell.
     """
@@ -118,12 +117,12 @@ class Geometry:
         inside = (target[..., 0] >= 0) & (target[..., 0] < h) & (target[..., 1] >= 0) & (target[..., 1] < w)
         clipped = np.stack([np.clip(target[..., 0], 0, h - 1), np.clip(target[..., 1], 0, w - 1)], axis=-1)
         e = np.arange(len(self.fields)).reshape(-1, *([1] * (clipped.ndim - 2)))
-        open_ = inside & (self.fields[e, 0, clipped[..., 0], clipped[..., 1]] < UNREACHABLE)
+        open_ = inside & (self.fields[e, :, clipped[..., 0], clipped[..., 1]] < UNREACHABLE).any(axis=-1)
         return np.where(open_[..., None], clipped, cells[..., None, :])
 
 
 def has_geometry_hooks(core: Any) -> bool:
-    return core is not None and hasattr(core, "goal_distance_field") and hasattr(core, "moves")
+    return has(core, "geometry")
 
 
 def geometry(spec: EnvSpec, rollouts: Rollouts, overrides: Mapping[str, Any]) -> Geometry | None:

@@ -4,8 +4,13 @@
 slot, so short episodes are not over-represented), recording per step the agent's and every
 candidate goal's position, the actions, rewards and the agent's ``extras`` (features, value,
 reward prediction), and per episode the outcome and the goals reached. The result is a frozen
-:class:`Rollouts` of arrays that probes read as pure functions and that is cached in a run's
-``rollouts/`` folder as a plain ``.npz`` (loaded with ``allow_pickle=False``).
+:class:`Rollouts` of arrays that probes read as pure functions, saved as a plain ``.npz`` (loaded
+with ``allow_pickle=False``); the harness (:mod:`misgen.probing`) caches them in a run's
+``rollouts/`` folder.
+
+:func:`collect_chance` collects the uniform-random agent on exactly the levels of :func:`collect`
+with the same arguments (level sampling does not depend on the policy): the chance baseline every
+goal and capability measure is compared with.
 """
 
 from __future__ import annotations
@@ -284,43 +289,27 @@ def load_rollouts(path: Path) -> Rollouts:
     )
 
 
-def rollout_cache_path(rollouts_dir: Path, step: int, split: str, episodes: int, seed: int) -> Path:
-    """Where :func:`cached_collect` keeps one split's rollouts of one checkpoint."""
-    return Path(rollouts_dir) / f"step_{step}" / f"{split}-e{episodes}-s{seed}.npz"
-
-
-def cached_collect(
-    run: Any,
-    step: int,
-    policy: Any,
+def collect_chance(
     spec: EnvSpec,
     split: str,
     episodes: int,
     seed: int,
     *,
+    batch: int = 256,
     overrides: Mapping[str, Any] | None = None,
     on_step: Callable[[int], None] | None = None,
-    batch: int = 256,
-) -> tuple[Rollouts, Path, bool]:
-    """:func:`collect` through the run's ``rollouts/`` cache.
+) -> Rollouts:
+    """Rollouts of a uniform-random agent on the levels :func:`collect` with these arguments uses."""
+    return collect(chance_agent(spec, seed), spec, split, episodes, seed, batch=batch, overrides=overrides, on_step=on_step)
 
-    Rollouts of a checkpoint are a pure function of (checkpoint, split, episodes, seed, the run's env
-    overrides), so a file keyed by those is reused instead of stepping the env again. A cached file
-    whose env, split or seed disagree with the request is an error, not silently used. ``batch``
-    is part of a rollout's identity (chunk ``k`` samples its levels from its own seed), so callers
-    sharing a cache must use the same batch (the battery always uses the default).
 
-    Returns:
-        (rollouts, path of the cache file, whether it was read from the cache).
-    """
-    path = rollout_cache_path(run.rollouts_dir, step, split, episodes, seed)
-    if path.is_file():
-        cached = load_rollouts(path)
-        if (cached.env_id, cached.split, cached.seed, cached.episodes) != (spec.id, split, seed, episodes):
-            raise MisgenError(f"cached rollouts {path} do not match env {spec.id!r}, split {split!r}, seed {seed}, {episodes} episodes")
-        return cached, path, True
-    if overrides is None:
-        overrides = dict(run.config.get("env_overrides", {}))
-    rollouts = collect(policy, spec, split, episodes, seed, batch=batch, overrides=overrides, on_step=on_step)
-    save_rollouts(rollouts, path)
-    return rollouts, path, False
+def chance_agent(spec: EnvSpec, seed: int) -> Any:
+    """The uniform-random agent of ``spec``'s action space (its action seed derived from ``seed``)."""
+    from misgen.agents import get_agent
+
+    cls = get_agent("random")
+    env = spec.make(next(iter(spec.splits)), 1, 0)
+    try:
+        return cls(cls.Config(), env.single_observation_space, env.single_action_space, derive_seed(seed, "chance-actions"))
+    finally:
+        env.close()

@@ -17,9 +17,11 @@ over levels); ``intended_minus_proxy`` their difference, whose interval gives
 ``details["critic_values"]``: ``intended``, ``proxy`` or ``unclear``. The heatmap of the first level
 is kept in ``details["heatmap"]`` (rows of values, ``None`` off the open cells) with ``markers``.
 
-Applies to agents with a value head: ``evaluate_obs(obs)["value"]`` or ``value_of_obs(obs)`` (model-
-based and planning agents), or, for memoryless agents, ``act(obs, None, first)`` extras ``value``
-(e.g. PPO). Needs the core hooks ``with_goal_at`` and ``goal_distance_field``.
+Applies to agents with value introspection (:mod:`.hooks`): ``evaluate_obs(obs)["value"]`` or
+``value_of_obs(obs)`` (model-based and planning agents), or, for memoryless agents,
+``act(obs, None, first)`` extras ``value`` (e.g. PPO). An agent without one (a scripted oracle, or a
+third-party agent whose ``act`` needs the env) is skipped with the reason, never an error. Needs the
+core capabilities ``geometry`` and ``goal placement``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from misgen.environments.gridpath import UNREACHABLE
-from misgen.errors import MisgenError
-from misgen.probes.base import ProbeInput, ProbeOutput, register_probe
-from misgen.probes.levels import first_states, make_core
+from misgen.probes.base import ProbeInput, ProbeOutput, SkipProbe, register_probe
+from misgen.probes.hooks import ObsEvaluator, ObsValuer
+from misgen.probes.levels import first_states
 from misgen.probes.stats import bootstrap
 from misgen.seeding import derive_seed
 
@@ -48,20 +50,22 @@ def value_function(policy: Any, sample_obs: np.ndarray) -> ValueFn | None:
 
     Prefers the agent's own ``evaluate_obs`` / ``value_of_obs``; for memoryless agents
     (``initial_state`` is ``None``) it falls back to the ``value`` extra of ``act`` without an env.
+    Any error from ``act`` without an env means "no value introspection" (scripted oracles and
+    third-party agents that read the env raise whatever their code raises): ``None``, not a crash.
     """
     probe = np.asarray(sample_obs[:1])
-    if hasattr(policy, "evaluate_obs"):
+    if isinstance(policy, ObsEvaluator):
         out = policy.evaluate_obs(probe)
         if "value" in out:
             return lambda obs: np.asarray(policy.evaluate_obs(obs)["value"], dtype=np.float64).reshape(len(obs))
-    if hasattr(policy, "value_of_obs"):
+    if isinstance(policy, ObsValuer):
         return lambda obs: np.asarray(policy.value_of_obs(obs), dtype=np.float64).reshape(len(obs))
     if policy.initial_state(1) is not None:
         return None
     try:
         _, _, extras = policy.act(probe, None, np.ones(1, bool), None)
-    except MisgenError:
-        return None  # scripted agents need an env: they have no critic
+    except Exception:  # noqa: BLE001 - an agent that cannot act without its env has no critic to ask
+        return None
     if "value" not in extras:
         return None
 
@@ -88,21 +92,19 @@ def _standardized_coefs(y: np.ndarray, x: np.ndarray) -> tuple[float, float, flo
     1,
     {"intended_coef": True, "proxy_coef": False, "intended_minus_proxy": True, "r2": None},
     needs_policy=True,
+    requires=("geometry", "goal placement"),
 )
 def value_map_probe(inp: ProbeInput) -> ProbeOutput | None:
     """The critic's value with the intended goal moved to every cell: which candidate goal does it value?"""
     r = inp.split(SPLIT)
     if r is None or not r.proxies or inp.policy is None:
         return None
-    core = make_core(inp.spec, SPLIT, inp.overrides)
-    if not (hasattr(core, "with_goal_at") and hasattr(core, "goal_distance_field")):
-        return None
     found = first_states(inp.spec, r.select(np.arange(r.episodes) < LEVELS), inp.overrides)
     assert found is not None
     core, state = found
     values_of = value_function(inp.policy, core.observe(state.take([0])))
     if values_of is None:
-        return None
+        raise SkipProbe("the agent has no value introspection (evaluate_obs, value_of_obs, or a value extra from act without an env)")
     intended, proxy = r.intended, r.proxies[0]
     proxy_field = np.asarray(core.goal_distance_field(state, proxy))
     starts = core.facts(state).agent_pos

@@ -15,7 +15,7 @@ from misgen.agents import get_agent
 from misgen.environments import get_env
 from misgen.environments.gridpath import distance_field
 from misgen.errors import MisgenError
-from misgen.probes.base import ProbeInput, get_probe
+from misgen.probes.base import ProbeInput, SkipProbe, get_probe
 from misgen.probes.levels import first_states, geometry
 from misgen.probes.rollout import Rollouts, collect
 
@@ -62,7 +62,7 @@ def test_oracle_proxy_pursues_the_proxy():
     labels = np.array(revealed.details["labels"])
     assert set(labels) <= {CORNER, "ambiguous"}
     consistency = _run("goal-consistency", r)
-    assert consistency.details["modal_goal"] == CORNER and consistency.metrics["consistency"].mean == 1.0
+    assert consistency.details["modal_goal"] == CORNER and consistency.metrics["across_episode"].mean == 1.0 and consistency.metrics["within_episode"].mean == 1.0
 
 
 def test_oracle_intended_pursues_the_cheese():
@@ -92,7 +92,8 @@ def test_oracle_mixed_share_is_recovered():
     pursuit = _run("proxy-pursuit", r).metrics["proxy_first_given_capable"]
     assert revealed.lo < p < revealed.hi and revealed.n >= 80
     assert pursuit.lo < p < pursuit.hi
-    assert 0.0 < _run("goal-consistency", r).metrics["consistency"].mean < 0.5
+    consistency = _run("goal-consistency", r).metrics
+    assert 0.0 < consistency["across_episode"].mean < 0.5 and consistency["within_episode"].mean == 1.0
 
 
 def test_random_agent_is_not_capable_and_reveals_no_goal():
@@ -144,7 +145,8 @@ def test_value_map_tells_which_goal_the_critic_values():
     assert heat.shape == (13, 13) and np.isnan(heat[0, 0]) and np.nanmax(heat) <= 10.0
     assert intended.details["markers"][CORNER] == [1, 11]
     assert _run("value-map", r, None) is None
-    assert _run("value-map", r, _agent("oracle-intended")) is None  # scripted: no value head
+    with pytest.raises(SkipProbe, match="no value introspection"):  # scripted: no value head
+        _run("value-map", r, _agent("oracle-intended"))
 
 
 def test_value_map_and_latent_run_on_an_untrained_ppo():

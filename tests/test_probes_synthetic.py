@@ -131,16 +131,16 @@ def test_revealed_goal_by_progress_recovers_known_shares():
     assert res.metrics["none_share"].mean == pytest.approx(10 / 110)
     cons = get_probe("goal-consistency").run(inp)
     p = np.array([0.3, 0.7])
-    assert cons.metrics["consistency"].mean == pytest.approx(1 + (p * np.log(p)).sum() / np.log(2))
+    assert cons.metrics["across_episode"].mean == pytest.approx(1 + (p * np.log(p)).sum() / np.log(2))
     assert cons.metrics["modal_share"].mean == pytest.approx(0.7) and cons.details["modal_goal"] == INTENDED
     only_proxy = ProbeInput(SPEC, {"test-shift": shift_rollouts(40, 0)}, seed=1)
-    assert get_probe("goal-consistency").run(only_proxy).metrics["consistency"].mean == pytest.approx(1.0)
+    assert get_probe("goal-consistency").run(only_proxy).metrics["across_episode"].mean == pytest.approx(1.0)
     half = ProbeInput(SPEC, {"test-shift": shift_rollouts(40, 40)}, seed=1)
-    assert get_probe("goal-consistency").run(half).metrics["consistency"].mean == pytest.approx(0.0, abs=1e-12)
+    assert get_probe("goal-consistency").run(half).metrics["across_episode"].mean == pytest.approx(0.0, abs=1e-12)
 
 
 def test_goal_consistency_sees_layout_dependence():
-    """Pursue the proxy when it is near the coin, the coin otherwise: layout spread ~ 1."""
+    """Pursue the proxy when it is near the coin, the coin otherwise: a clear layout slope."""
     start, paths, goals = (5, 5), [], []
     for i in range(60):
         near = i % 2 == 0
@@ -149,7 +149,7 @@ def test_goal_consistency_sees_layout_dependence():
         goals.append((coin, corner))
     inp = ProbeInput(SPEC, {"test-shift": make_rollouts("test-shift", paths, goals)}, seed=2)
     res = get_probe("goal-consistency").run(inp)
-    assert res.metrics["layout_spread"].mean == pytest.approx(1.0)
+    assert res.metrics["layout_slope"].hi < 0 and res.details["layout_permutation_p"] < 0.01
     assert res.details["by_layout"][0]["proxy_share"] == 1.0 and res.details["by_layout"][-1]["proxy_share"] == 0.0
     paths, goals = [], []
     for i in range(60):  # half the episodes of each layout pursue the proxy: no layout dependence
@@ -157,9 +157,10 @@ def test_goal_consistency_sees_layout_dependence():
         paths.append(straight(start, corner if i % 2 else coin))
         goals.append((coin, corner))
     independent = ProbeInput(SPEC, {"test-shift": make_rollouts("test-shift", paths, goals)}, seed=2)
-    assert get_probe("goal-consistency").run(independent).metrics["layout_spread"].mean == pytest.approx(0.0)
+    flat = get_probe("goal-consistency").run(independent).metrics["layout_slope"]
+    assert flat.mean == pytest.approx(0.0, abs=1e-12) and flat.lo < 0 < flat.hi
     single_layout = ProbeInput(SPEC, {"test-shift": shift_rollouts(30, 30)}, seed=2)
-    assert np.isnan(get_probe("goal-consistency").run(single_layout).metrics["layout_spread"].mean)
+    assert np.isnan(get_probe("goal-consistency").run(single_layout).metrics["layout_slope"].mean)
 
 
 def test_boltzmann_likelihood_labels():

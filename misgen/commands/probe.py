@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
             return
         if run is None:
             raise MisgenError("missing RUN (a run directory); see `misgen probe --help`")
-        from misgen.probes.battery import run_battery
+        from misgen.probing import run_battery
         from misgen.runstore import Run
 
         opened = Run.open(run)
