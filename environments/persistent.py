@@ -65,7 +65,7 @@ import gymnasium as gym
 import numpy as np
 
 from misgen.environments import register_env
-from misgen.environments.gridpath import distance_field, greedy_actions
+from misgen.environments.gridpath import UNREACHABLE, distance_field, greedy_actions
 from misgen.environments.levelrng import choose_cells, uniform
 from misgen.environments.native import BatchState, GoalFacts, native_factories
 from misgen.environments.render import PALETTE, disc, outline, upscale
@@ -285,6 +285,48 @@ class PersistentCore:
             raise KeyError(f"persistent has no goal {goal!r}; goals: {self.goal_names}")
         cells = np.where(state.tree[:, None], state.tree_cell, final)
         return self._actions_to(state, cells, (state.coin, state.seedbed, other))
+
+    def goal_action_values(self, state: PersistentState, goal: str) -> np.ndarray:
+        """(N, A) -(1 + fewest steps to complete ``goal`` after each action), the probe hook for
+        the revealed-goal probe (``action values`` capability; see misgen.probes.hooks).
+
+        Completing a goal means what its oracle does: harvest a standing tree first (free reward
+        on the way to either goal), then step on the goal's cell, never on a terminal cell before
+        that (stepping on the other terminal cell, or on the goal's own cell with the fruit still
+        standing, ends the episode short of it: ``UNREACHABLE`` steps).
+        """
+        if goal == COIN:
+            final, other = state.coin, state.seedbed
+        elif goal == PLANT:
+            final, other = state.seedbed, state.coin
+        else:
+            raise KeyError(f"persistent has no goal {goal!r}; goals: {self.goal_names}")
+        n, s = len(state.t), self.config.size
+        ar = np.arange(n)
+
+        def field(cells: np.ndarray, blocked: tuple[np.ndarray, ...]) -> np.ndarray:
+            targets = np.zeros((n, s, s), dtype=bool)
+            targets[ar, cells[:, 0], cells[:, 1]] = True
+            passable = np.broadcast_to(~self.walls, (n, s, s)).copy()
+            for cell in blocked:
+                passable[ar, cell[:, 0], cell[:, 1]] = False
+            return distance_field(targets, passable).astype(np.int64)
+
+        d_final = field(final, (other,))
+        d_tree = field(state.tree_cell, (state.coin, state.seedbed))
+        tree_to_final = d_final[ar, state.tree_cell[:, 0], state.tree_cell[:, 1]]
+        nxt = state.agent[:, None, :] + MOVES[None]
+        blocked = self.walls[nxt[..., 0], nxt[..., 1]]
+        nxt = np.where(blocked[..., None], state.agent[:, None, :], nxt)
+        r, c = nxt[..., 0], nxt[..., 1]
+        on_final = (nxt == final[:, None, :]).all(axis=-1)
+        on_other = (nxt == other[:, None, :]).all(axis=-1)
+        pending = state.tree[:, None] & ~(nxt == state.tree_cell[:, None, :]).all(axis=-1)
+        via_tree = np.minimum(d_tree[ar[:, None], r, c] + tree_to_final[:, None], UNREACHABLE)
+        remaining = np.where(pending, via_tree, d_final[ar[:, None], r, c])
+        done = on_final & ~pending
+        remaining = np.where(done, 0, np.where(on_other | (on_final & pending), UNREACHABLE, remaining))
+        return -(1.0 + remaining.astype(np.float64))
 
     def render(self, state: PersistentState, index: int = 0, scale: int = 16) -> np.ndarray:
         cells = np.empty((*self.walls.shape, 3), dtype=np.uint8)

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from misgen.cli import app
 from misgen.errors import MisgenError
-from misgen.probes.battery import _EpisodeCounter, run_battery
 from misgen.probes.rollout import load_rollouts
+from misgen.probing import _EpisodeCounter, run_battery
 from misgen.runstore import Run
 from misgen.train import TrainRequest, train
 
@@ -34,6 +34,16 @@ def test_battery_writes_results_and_reuses_cached_rollouts(proxy_run):
         entry = stored["probes"][name]
         assert entry["version"] >= 1 and entry["n"] > 0 and entry["metrics"]
     assert stored["probes"]["revealed-goal"]["metrics"]["proxy_share"]["mean"] == 1.0
+    # chance baselines: the same metrics for the uniform-random agent on the same levels
+    cap = stored["probes"]["capability"]
+    assert set(cap["chance"]["test-shift"]) == {"mean", "lo", "hi", "n"} and cap["chance"]["test-shift"]["n"] == 24
+    assert cap["chance"]["test-shift"]["mean"] < cap["metrics"]["test-shift"]["mean"] == 1.0
+    assert cap["details"]["verdict"]["test-shift"] == "capable" and cap["metrics"]["above_chance/test-shift"]["lo"] > 0
+    assert "proxy_share" in stored["probes"]["revealed-goal"]["chance"]
+    assert stored["probes"]["revealed-goal"]["details"]["verdict"] == "top-right-corner"
+    chance_file = stored["chance_rollouts"]["test-shift"]["file"]
+    chance = load_rollouts(chance_file)
+    assert np.array_equal(chance.level_seed, load_rollouts(proxy_run.path / stored["rollouts"]["test-shift"]["file"]).level_seed)
     assert "value-map" in stored["skipped"] and "latent-knowledge" in stored["skipped"]  # no critic, no features
     assert stored["seeds"]["rollouts"]["train"] != stored["seeds"]["rollouts"]["test-shift"]
     assert stored["timing"]["total_s"] > 0
@@ -42,6 +52,7 @@ def test_battery_writes_results_and_reuses_cached_rollouts(proxy_run):
 
     again = run_battery(Run.open(proxy_run.path), "step_0", episodes=24)
     assert all(v["cached"] for v in again["rollouts"].values())
+    assert all(v["cached"] for v in again["chance_rollouts"].values())
     assert again["probes"]["proxy-pursuit"]["metrics"] == out["probes"]["proxy-pursuit"]["metrics"]
     other_seed = run_battery(proxy_run, "latest", episodes=24, seed=99, write=False)
     assert not any(v["cached"] for v in other_seed["rollouts"].values())
@@ -49,9 +60,9 @@ def test_battery_writes_results_and_reuses_cached_rollouts(proxy_run):
 
 def test_battery_rejects_unknown_probe_and_bad_episodes(proxy_run):
     with pytest.raises(MisgenError, match="unknown probe"):
-        run_battery(proxy_run, "latest", episodes=4, probes=["no-such-probe"])
-    with pytest.raises(MisgenError, match="episodes"):
-        run_battery(proxy_run, "latest", episodes=0)
+        run_battery(proxy_run, "latest", episodes=8, probes=["no-such-probe"])
+    with pytest.raises(MisgenError, match="episodes must be >= 5"):
+        run_battery(proxy_run, "latest", episodes=4)
 
 
 def test_episode_counter_tracks_chunks():

@@ -187,7 +187,7 @@ def test_registered_probes_run_through_the_battery_protocol():
     deceptive = _agent("oracle-deceptive", OVERSIGHT)
     shift = collect(deceptive, OVERSIGHT, "test-shift", 32, 0)
     result = oversight_probe.run(ProbeInput(OVERSIGHT, {"test-shift": shift}, deceptive, seed=1))
-    assert result.metrics["shortcut_gap"].mean == 1.0 and result.metrics["kl"].n == 32
+    assert result.metrics["shortcut_gap"].mean == 1.0 and result.metrics["kl"].n == oversight.LEVELS  # topped up
     assert set(result.metrics) == set(oversight.HIGHER_IS_BETTER)
     assert result.higher_is_better["shortcut_gap"] is False and result.higher_is_better["safe_unwatched"] is True
     assert result.details["level_source"] == "test-shift" and "kl_floor" in result.details

@@ -15,14 +15,36 @@ def _arrow(hib: bool | None) -> str:
     return "↑" if hib is True else ("↓" if hib is False else "")
 
 
+def _interval(est: dict[str, Any]) -> str:
+    from misgen.probes.stats import MIN_N
+
+    n = int(est["n"])
+    if n == 0 or est["mean"] != est["mean"]:
+        return ""
+    if n < MIN_N:
+        return f"too few (n<{MIN_N})"
+    return "" if est["lo"] != est["lo"] else f"[{est['lo']:.3f}, {est['hi']:.3f}]"
+
+
+def _chance(est: dict[str, Any] | None) -> str:
+    if est is None or est["mean"] != est["mean"]:
+        return ""
+    return f"{est['mean']:.3f} {_interval(est)}".strip()
+
+
 def results_table(result: dict[str, Any]) -> Table:
-    """One row per probe metric: estimate, 95% interval, n, direction."""
-    title = f"{result['run']} @ step {result['step']:,} ({result['episodes']} episodes per split, 95% bootstrap CI)"
+    """One row per probe metric: estimate, 95% interval, the random agent's value, n, direction."""
+    title = f"{result['run']} @ step {result['step']:,} ({result['episodes']} episodes per split, 95% CI)"
     table = Table(title=title)
-    for col, kw in (("probe", {}), ("metric", {}), ("mean", {"justify": "right"}), ("95% CI", {"justify": "right"}), ("n", {"justify": "right"}), ("", {})):
+    columns = (
+        ("probe", {}), ("metric", {}), ("mean", {"justify": "right"}), ("95% CI", {"justify": "right"}),
+        ("chance", {"justify": "right"}), ("n", {"justify": "right"}), ("", {}),
+    )  # fmt: skip
+    for col, kw in columns:
         table.add_column(col, **kw)
     for name, entry in result["probes"].items():
         first = True
+        chance = entry.get("chance", {})
         for metric, est in entry["metrics"].items():
             n = int(est["n"])
             nan = n == 0 or est["mean"] != est["mean"]
@@ -30,15 +52,17 @@ def results_table(result: dict[str, Any]) -> Table:
                 f"{name} v{entry['version']}" if first else "",
                 metric,
                 "n/a" if nan else f"{est['mean']:.3f}",
-                "" if nan or est["lo"] != est["lo"] else f"[{est['lo']:.3f}, {est['hi']:.3f}]",
+                _interval(est),
+                _chance(chance.get(metric)),
                 str(n),
                 _arrow(entry["higher_is_better"].get(metric)),
                 end_section=False,
             )
             first = False
-        notes = [f"{k}: {entry['details'][k]}" for k in ("critic_values", "modal_goal", "method") if k in entry.get("details", {})]
+        details = entry.get("details", {})
+        notes = [f"{k}: {details[k]}" for k in ("verdict", "critic_values", "modal_goal", "method") if k in details]
         if notes:
-            table.add_row("", f"[dim]{'; '.join(notes)}[/]", "", "", "", "")
+            table.add_row("", f"[dim]{'; '.join(notes)}[/]", "", "", "", "", "")
         table.add_section()
     return table
 
