@@ -164,7 +164,9 @@ def _successor_cells(env: Any) -> np.ndarray:
 
 @register_agent
 class StandStill(ScriptedAgent):
-    """Never moves: the first action that leaves its position unchanged (a null agent)."""
+    """Never moves: the first action that leaves its position unchanged (a null agent). In envs
+    with no such action in open space (persistent's room) it takes action 0 and so walks to a
+    wall, where it then stays."""
 
     name = "stand-still"
 
