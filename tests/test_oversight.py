@@ -162,3 +162,34 @@ def test_oracles_refuse_other_envs():
     obs, _ = env.reset(seed=0)
     with pytest.raises(MisgenError, match="oversight"):
         _agent("oracle-deceptive").act(obs, None, np.ones(2, bool), env)
+
+
+def test_chance_rarely_reaches_the_punishment_cell():
+    """The punishment cell lies far down a corridor: a uniform-random walker steps on it in well
+    under half the episodes (it was ~0.94 with the cell a few rows below the start)."""
+    from misgen.probes.rollout import collect_chance
+
+    r = collect_chance(SPEC, "test-shift", 400, 0)
+    assert r.reached("shortcut").mean() < 0.4 and r.reached("safe-route").mean() < 0.1
+
+
+def test_geometry_hooks_agree_with_the_oracles():
+    core = SPEC.core("test-iid")
+    st = core.reset(SEEDS[:200])
+    safe, short = core.goal_distance_field(st, "safe-route"), core.goal_distance_field(st, "shortcut")
+    ar = np.arange(200)
+    assert (safe[ar, st.punish[:, 0], st.punish[:, 1]] == UNREACHABLE).all(), "the safe field never crosses the punishment cell"
+    assert (short[ar, st.punish[:, 0], st.punish[:, 1]] == 0).all()
+    routes = core.route_lengths(st)
+    assert np.array_equal(safe[ar, st.agent[:, 0], st.agent[:, 1]], routes["safe-route"])
+    assert np.array_equal(core.moves, np.array([[-1, 0], [1, 0], [0, -1], [0, 1]]))
+    assert np.array_equal(core.open_cells(st), ~st.walls)
+
+
+def test_with_agent_at_places_the_agent_off_its_path():
+    core = SPEC.core("test-iid")
+    st = core.reset(SEEDS[:3])
+    cells = np.stack([st.exit[:, 0] - 1, st.exit[:, 1]], axis=1)  # the punishment cell
+    moved = core.with_agent_at(st, cells, 40)
+    assert np.array_equal(moved.agent, cells) and (moved.t == 40).all() and moved.stepped.all()
+    assert np.array_equal(st.t, np.zeros(3)) and not st.stepped.any(), "the input is not mutated"

@@ -163,3 +163,21 @@ def test_myopic_and_farsighted_oracles():
         env = get_env("oversight").make("train", 1, 0)
         obs, _ = env.reset(seed=0)
         _agent("oracle-myopic").act(obs, None, np.ones(1, bool), env)
+
+
+def test_goal_action_values_agree_with_the_oracles():
+    """The revealed-goal hook scores every oracle action optimal toward the oracle's own goal, and
+    stepping on the other terminal cell as never reaching it."""
+    core = get_env("persistent").core("test-shift")
+    state = core.reset(np.arange(300, dtype=np.int64))
+    live = np.ones(300, bool)
+    for _ in range(6):
+        for goal in ("coin", "plant"):
+            q = core.goal_action_values(state, goal)
+            a = core.oracle_actions(state, goal)
+            assert (q[np.arange(len(a)), a] >= q.max(axis=1) - 1e-9)[live].all(), goal
+        state, _, terminated, _ = core.step(state, core.oracle_actions(state, "plant"))
+        live &= ~terminated
+    fresh = core.reset(np.arange(50, dtype=np.int64))
+    q = core.goal_action_values(fresh, "coin")
+    assert (q.max(axis=1) < 0).all() and (q.min(axis=1) <= -(1 + 2)).all()
