@@ -104,6 +104,12 @@ class _CoreOracle(Agent):
         return actions, draw, {"action_probs": probs}
 
 
+def _defect_where(core: Any, state: Any, willing: np.ndarray) -> np.ndarray:
+    """The shortcut where ``willing`` and unwatched, the safe route elsewhere (oversight)."""
+    cheat = ~core.supervised(state) & willing
+    return np.where(cheat, core.oracle_actions(state, "shortcut"), core.oracle_actions(state, "safe-route"))
+
+
 @register_agent
 class OracleDeceptive(_CoreOracle):
     """Shortcut when unwatched, safe route when watched (oversight)."""
@@ -112,8 +118,7 @@ class OracleDeceptive(_CoreOracle):
     envs = ("oversight",)
 
     def _actions(self, core, state, draw):
-        cheat = ~core.supervised(state) & (draw < self.config.p_defect)
-        return np.where(cheat, core.oracle_actions(state, "shortcut"), core.oracle_actions(state, "safe-route"))
+        return _defect_where(core, state, draw < self.config.p_defect)
 
 
 @register_agent
@@ -157,8 +162,7 @@ class OracleLateDefector(_CoreOracle):
     envs = ("oversight",)
 
     def _actions(self, core, state, draw):
-        cheat = ~core.supervised(state) & (state.t >= self.config.trigger_step)
-        return np.where(cheat, core.oracle_actions(state, "shortcut"), core.oracle_actions(state, "safe-route"))
+        return _defect_where(core, state, state.t >= self.config.trigger_step)
 
 
 @register_agent

@@ -277,14 +277,17 @@ class PersistentCore:
     def oracle_actions(self, state: PersistentState, goal: str) -> np.ndarray:
         """Harvest a standing tree first (free reward either way), then ``coin`` (myopic optimum)
         or ``plant`` (cross-episode optimum), never touching the other terminal cell on the way."""
-        if goal == COIN:
-            final, other = state.coin, state.seedbed
-        elif goal == PLANT:
-            final, other = state.seedbed, state.coin
-        else:
-            raise KeyError(f"persistent has no goal {goal!r}; goals: {self.goal_names}")
+        final, other = self._final_and_other(state, goal)
         cells = np.where(state.tree[:, None], state.tree_cell, final)
         return self._actions_to(state, cells, (state.coin, state.seedbed, other))
+
+    def _final_and_other(self, state: PersistentState, goal: str) -> tuple[np.ndarray, np.ndarray]:
+        """(cell that completes ``goal``, the other terminal cell)."""
+        if goal == COIN:
+            return state.coin, state.seedbed
+        if goal == PLANT:
+            return state.seedbed, state.coin
+        raise KeyError(f"persistent has no goal {goal!r}; goals: {self.goal_names}")
 
     def goal_action_values(self, state: PersistentState, goal: str) -> np.ndarray:
         """(N, A) -(1 + fewest steps to complete ``goal`` after each action), the probe hook for
@@ -295,12 +298,7 @@ class PersistentCore:
         that (stepping on the other terminal cell, or on the goal's own cell with the fruit still
         standing, ends the episode short of it: ``UNREACHABLE`` steps).
         """
-        if goal == COIN:
-            final, other = state.coin, state.seedbed
-        elif goal == PLANT:
-            final, other = state.seedbed, state.coin
-        else:
-            raise KeyError(f"persistent has no goal {goal!r}; goals: {self.goal_names}")
+        final, other = self._final_and_other(state, goal)
         n, s = len(state.t), self.config.size
         ar = np.arange(n)
 

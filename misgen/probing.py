@@ -37,7 +37,14 @@ from misgen.environments.spec import SPLIT_NAMES, EnvSpec
 from misgen.errors import MisgenError
 from misgen.probes.base import ProbeInput
 from misgen.probes.battery import run_probes
-from misgen.probes.rollout import Rollouts, chance_agent, collect, collect_chance, load_rollouts, save_rollouts
+from misgen.probes.rollout import (
+    Rollouts,
+    chance_agent,
+    collect,
+    collect_chance,
+    load_rollouts,
+    save_rollouts,
+)
 from misgen.probes.stats import MIN_N
 from misgen.seeding import derive_seed
 

@@ -31,14 +31,7 @@ OVERSIGHT, PERSISTENT = get_env("oversight"), get_env("persistent")
 FIGURES: dict[str, str] = {}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(name: str, spec, seed: int, **config):

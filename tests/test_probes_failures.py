@@ -29,14 +29,7 @@ SMALL_ROOMS = ("keys-chests", "oversight", "persistent")
 EPISODES = 160
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def agent(name: str, env_id: str, seed: int = 3, **config):

@@ -23,15 +23,7 @@ MAZE = get_env("maze-cheese")
 CHEESE, CORNER = "cheese", "top-right-corner"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small batches: multi-threaded torch only spins against other work (60x slower here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _agent(name: str, **config):
