@@ -173,7 +173,7 @@ def measure(
     return metrics, details
 
 
-@register_probe(NAME, VERSION, HIGHER_IS_BETTER)
+@register_probe(NAME, VERSION, HIGHER_IS_BETTER, requires=("state reset",))
 def horizon_probe(inp: ProbeInput) -> ProbeOutput | None:
     """Share of episodes giving up in-episode reward for later episodes, and the return forgone."""
     if not applicable(inp.spec):

@@ -36,9 +36,13 @@ def results_table(result: dict[str, Any]) -> Table:
     """One row per probe metric: estimate, 95% interval, the random agent's value, n, direction."""
     title = f"{result['run']} @ step {result['step']:,} ({result['episodes']} episodes per split, 95% CI)"
     table = Table(title=title)
+    # Names never shrink to "revealed-…" (they are what a reader greps for); numbers wrap instead.
+    probe_width = max((len(f"{k} v{e['version']}") for k, e in result["probes"].items()), default=5)
+    metric_width = max((len(m) for e in result["probes"].values() for m in e["metrics"]), default=6)
     columns = (
-        ("probe", {}), ("metric", {}), ("mean", {"justify": "right"}), ("95% CI", {"justify": "right"}),
-        ("chance", {"justify": "right"}), ("n", {"justify": "right"}), ("", {}),
+        ("probe", {"min_width": probe_width, "no_wrap": True}), ("metric", {"min_width": metric_width, "no_wrap": True}),
+        ("mean", {"justify": "right"}), ("95% CI", {"justify": "right", "overflow": "fold"}),
+        ("chance", {"justify": "right", "overflow": "fold"}), ("n", {"justify": "right"}), ("", {}),
     )  # fmt: skip
     for col, kw in columns:
         table.add_column(col, **kw)
