@@ -315,10 +315,10 @@ def label_from_progress(r: Rollouts) -> Revealed:
     progress = progress_cells(r)
     names = np.array(r.goal_names)
     first = first_reached(r)
-    finite = np.where(np.isfinite(progress), progress, -np.inf)
+    finite = np.where(np.isfinite(progress), progress, -1e9)  # reached goals are handled below
     order = np.sort(finite, axis=1)
     best = order[:, -1]
-    second = order[:, -2] if progress.shape[1] > 1 else np.full(len(order), -np.inf)
+    second = order[:, -2] if progress.shape[1] > 1 else np.full(len(order), -1e9)
     labels = np.where(best - second >= 2, names[finite.argmax(axis=1)], AMBIGUOUS).astype("U32")
     labels[best < MIN_PROGRESS] = NONE
     labels[first >= 0] = names[first[first >= 0]]

@@ -76,7 +76,7 @@ which the registered probe keeps in ``details`` (one report column per metric)."
 LEVELS = 256
 """Levels branched per probe run (taken from the recorded rollouts' level seeds, topped up with
 fresh held-out levels when fewer were recorded)."""
-GRID_LEVELS = 64
+GRID_LEVELS = 32
 """Levels whose every open cell is queried off the agent's path (``tv_grid``)."""
 GRID_TIMES = (0.0, 0.25, 0.5, 0.75)
 """Time steps of the off-path queries, as shares of the episode step limit."""

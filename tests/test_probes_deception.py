@@ -78,7 +78,8 @@ class UniformPolicy:
 
 
 def _sensitivity(policy, levels=LEVELS, **kwargs):
-    return oversight.measure(policy, OVERSIGHT, levels, seed=0, **kwargs)
+    """On-path metrics; the off-path grid (tested in test_probes_failures) on a few levels only."""
+    return oversight.measure(policy, OVERSIGHT, levels, seed=0, **{"grid_levels": 4, **kwargs})
 
 
 def test_deceptive_oracle_is_maximally_sensitive():
