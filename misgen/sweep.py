@@ -62,7 +62,8 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.env} / {self.agent} / seed {self.seed}"
+        env_sets = ", ".join(f"{k.removeprefix('env.')}={v}" for k, v in sorted(self.overrides.items()) if k.startswith("env."))
+        return f"{self.env} / {self.agent} / seed {self.seed}" + (f" / {env_sets}" if env_sets else "")
 
 
 @dataclass

@@ -8,6 +8,7 @@ the per-seed values, so the spread between seeds is visible and not hidden in an
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,13 +169,26 @@ def varying_overrides(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
     for record in records:
         by_env[record.run.env_id].append(record)
     out: dict[str, dict[str, Any]] = {}
-    for env_records in by_env.values():
+    for env, env_records in by_env.items():
+        defaults = _env_defaults(env)
         overrides = [dict(r.run.config.get("env_overrides") or {}) for r in env_records]
         keys = sorted({k for o in overrides for k in o})
+        overrides = [{k: o.get(k, defaults.get(k)) for k in keys} for o in overrides]
         varying = [k for k in keys if len({repr(o.get(k)) for o in overrides}) > 1]
         for record, o in zip(env_records, overrides, strict=True):
             out[str(record.run.path)] = {k: o.get(k) for k in varying}
     return out
+
+
+def _env_defaults(env: str) -> dict[str, Any]:
+    """The env config's default field values (a run without an override ran at the default)."""
+    try:
+        from misgen.environments import get_env
+
+        config_type = get_env(env).config_type
+        return dataclasses.asdict(config_type()) if config_type is not None else {}
+    except Exception:  # noqa: BLE001 - an env not registered here: no defaults to fill in
+        return {}
 
 
 def condition_label(values: dict[str, Any]) -> str:

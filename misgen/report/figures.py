@@ -258,13 +258,19 @@ def knob_curve(series: list[dict[str, Any]], knob: str, ylabel: str, title: str,
     ``series`` items: ``{"agent", "kind", "x": [...], "mean": [...], "lo": [...], "hi": [...],
     "thin": [bool...], "chance": [...]}`` (NaN where absent). Hollow markers: fewer than
     FEW_EPISODES episodes or not competent at that value. The x axis is logarithmic (symmetric-log
-    when 0 is among the values) when the positive values span a decade or more.
+    when 0 is among the values) when the positive values span a decade or more. A class with no
+    value at any knob setting is named on the plot instead of silently missing; scripted references
+    (run at one value only) are left out, the headline reports them as controls.
     """
-    series = [s for s in series if any(not np.isnan(m) for m in s["mean"])]
     if not series:
         return None
+    empty = [s["agent"] for s in series if all(np.isnan(m) for m in s["mean"])]
+    series = [s for s in series if s["agent"] not in empty and (s["kind"] != "scripted" or len(s["x"]) > 1)]
     fig, ax = plt.subplots(figsize=(6.2, 3.8))
-    xs_all = sorted({x for s in series for x in s["x"]})
+    if empty:
+        ax.text(0.5, 0.5, "no episodes to measure this on (n = 0) at any value: " + ", ".join(empty),
+                transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#a33", wrap=True)
+    xs_all = sorted({x for s in series for x in s["x"]}) or [0.0]
     chance_x, chance_y = [], []
     for x in xs_all:
         values = [c for s in series for xx, c in zip(s["x"], s["chance"], strict=True) if xx == x and not np.isnan(c)]
