@@ -24,6 +24,7 @@ from misgen.report.data import Aggregate, RunRecord, aggregate, load_records
 from misgen.report.headline import (
     PROXY_FIRST,
     ClassSummary,
+    _class_rank,
     _condition_key,
     compact_table,
     paragraph,
@@ -110,6 +111,10 @@ def _base_condition(cells: list[Aggregate]) -> str:
     return conditions[0] if conditions else ""
 
 
+def _order(cell: Aggregate) -> tuple:
+    return (cell.kind == "scripted", _class_rank(cell.agent), cell.agent)
+
+
 def env_section(env: str, env_cells: list[Aggregate], env_records: list[RunRecord], fig_dir: Path) -> EnvSection:
     classes = summaries(env_cells)
     pf_title, phrase = proxy_first_title(env_records)
@@ -120,10 +125,12 @@ def env_section(env: str, env_cells: list[Aggregate], env_records: list[RunRecor
     if knob:
         for probe_metric, ylabel, name in CURVE_METRICS:
             curves = series(env_cells, classes, probe_metric)
+            title = f"{env}: {ylabel}"
             if probe_metric == PROXY_FIRST:
                 sentence = curve_sentence(knob, curves)
-                ylabel = f"{pf_title}"
-            made.append(figures.knob_curve(curves, knob, ylabel, f"{env}: {ylabel} against {knob}", fig_dir / f"{slug}-curve-{name}.png"))
+                ylabel = "proxy first (share)"
+                title = f"{env}: {pf_title} at test-shift"
+            made.append(figures.knob_curve(curves, knob, ylabel, title, fig_dir / f"{slug}-curve-{name}.png"))
     # Bar figures show one condition (the lowest knob value) so each agent is one bar; the curve shows the rest.
     base = _base_condition(env_cells)
     shown = [c for c in env_cells if c.condition == base]
@@ -140,13 +147,13 @@ def env_section(env: str, env_cells: list[Aggregate], env_records: list[RunRecor
         if (c.probe, c.metric) == (p, m)
     ]
     proxy_groups = list(dict.fromkeys(c.metric for c in proxy))
-    consistency = [c for c in shown if c.probe == "goal-consistency" and c.metric == "consistency"]
+    consistency = sorted((c for c in shown if c.probe == "goal-consistency" and c.metric == "consistency"), key=_order)
     made += [
         figures.grouped_bars(success, list(SPLITS), f"{env}{at}: intended-goal success per split", "success", fig_dir / f"{slug}-intended-success.png", weak),
         figures.grouped_bars(proxy, proxy_groups, f"{env}{at}: proxy pursuit at test-shift", "share of episodes", fig_dir / f"{slug}-proxy-pursuit.png", weak),
         figures.per_seed_strip(consistency, f"{env}{at}: goal consistency across episodes, per seed", fig_dir / f"{slug}-goal-consistency.png", weak),
         figures.per_seed_strip(
-            [c for c in success if c.metric == "test-shift"], f"{env}{at}: test-shift intended success per seed", fig_dir / f"{slug}-seed-spread.png", weak
+            sorted((c for c in success if c.metric == "test-shift"), key=_order), f"{env}{at}: test-shift intended success per seed", fig_dir / f"{slug}-seed-spread.png", weak
         ),
         figures.training_curves(env_records, fig_dir / f"{slug}-training-curves.png"),
         figures.heatmap_grid(value_maps(env_records), f"{env}: critic value with the intended goal at each cell", fig_dir / f"{slug}-value-maps.png"),
@@ -156,7 +163,7 @@ def env_section(env: str, env_cells: list[Aggregate], env_records: list[RunRecor
     header, rows = compact_table(classes, pf_title)
     return EnvSection(
         env=env,
-        paragraph=paragraph(env, classes, phrase, sentence),
+        paragraph=paragraph(env, classes, phrase, sentence, base),
         header=header,
         rows=rows,
         flags=_flags(classes),

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from misgen.report.data import FEW_EPISODES, Aggregate
-from misgen.report.headline import PROXY_FIRST, ClassSummary
+from misgen.report.headline import PROXY_FIRST, ClassSummary, _class_rank
 
 CURVE_METRICS = (
     (PROXY_FIRST, "proxy-first share at test-shift", "proxy-first"),
@@ -51,7 +51,7 @@ def series(cells: list[Aggregate], classes: list[ClassSummary], probe_metric: tu
         if (c.probe, c.metric) == probe_metric and c.condition:
             by_agent.setdefault(c.agent, []).append(c)
     out = []
-    for agent, agent_cells in sorted(by_agent.items(), key=lambda kv: (kv[1][0].kind == "scripted", kv[0])):
+    for agent, agent_cells in sorted(by_agent.items(), key=lambda kv: (kv[1][0].kind == "scripted", _class_rank(kv[0]), kv[0])):
         agent_cells = sorted(agent_cells, key=lambda c: _x(c.condition))
         e = [c.over_seeds for c in agent_cells]
         out.append(

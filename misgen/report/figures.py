@@ -31,7 +31,7 @@ def _colour(kind: str, i: int, agent: str = "") -> Any:
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps legends placed below the axes
     plt.close(fig)
     return path
 
@@ -105,7 +105,7 @@ def grouped_bars(
     if any_weak:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///"))
         labels.append(WEAK_NOTE)
-    ax.legend(handles, labels, fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    ax.legend(handles, labels, fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     return _save(fig, path)
 
 
@@ -299,7 +299,7 @@ def knob_curve(series: list[dict[str, Any]], knob: str, ylabel: str, title: str,
         else:
             ax.set_xscale("log")
     ax.set_xticks(xs_all, [f"{x:g}" for x in xs_all], fontsize=8)
-    ax.set_xlabel(f"{knob} (share of training levels that disambiguate the goals)", fontsize=8)
+    ax.set_xlabel(f"{knob} (training levels where the goals come apart)", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=9)
     ax.set_ylim(-0.03, 1.05)
     ax.set_title(title, fontsize=10)

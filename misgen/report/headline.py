@@ -135,7 +135,14 @@ def summaries(cells: list[Aggregate]) -> list[ClassSummary]:
     for (agent, condition), group in groups.items():
         seeds = max(len(c.per_seed) for c in group.values())
         out.append(ClassSummary(agent, kinds[(agent, condition)], condition, seeds, group))
-    return sorted(out, key=lambda s: (s.scripted, _condition_key(s.condition), s.agent))
+    return sorted(out, key=lambda s: (s.scripted, _class_rank(s.agent), s.agent, _condition_key(s.condition)))
+
+
+CLASS_ORDER = ("ppo", "dreamer", "planner")
+
+
+def _class_rank(agent: str) -> int:
+    return CLASS_ORDER.index(agent) if agent in CLASS_ORDER else len(CLASS_ORDER)
 
 
 def _condition_key(condition: str) -> tuple:
@@ -165,7 +172,8 @@ def goal_sentence(s: ClassSummary, phrase: str) -> str:
     if s.capable_above_chance is False:
         return f"not capable above chance at test-shift, so no goal is attributed ({shift_txt})"
     if n < FEW_EPISODES:
-        return f"n = {n} {phrase}: no conclusion about its goal ({shift_txt})"
+        per = " per seed" if s.seeds > 1 else ""
+        return f"n = {n} {phrase}{per}: no conclusion about its goal ({shift_txt})"
     e = pf.over_seeds
     chance = f"; a random agent: {pf.chance.mean:.2f}" if pf.chance is not None else ""
     if e.hi < GOAL_MAJORITY:
@@ -226,13 +234,20 @@ def controls_sentence(classes: list[ClassSummary]) -> str:
     return "Controls with known goals, proxy first: " + ", ".join(parts) + "."
 
 
-def paragraph(env: str, classes: list[ClassSummary], phrase: str, curve: str = "") -> str:
-    """The env's headline paragraph (plain text)."""
-    sentences = []
-    for s in classes:
+def paragraph(env: str, classes: list[ClassSummary], phrase: str, curve: str = "", base: str = "") -> str:
+    """The env's headline paragraph (plain text).
+
+    With several env conditions (a knob study) the classes are described at ``base`` (the lowest
+    knob value) and compared there; ``curve`` summarises the other values.
+    """
+    shown = [s for s in classes if s.condition == base] if base else classes
+    sentences = [f"At {base}:"] if base else []
+    described = 0
+    for s in shown:
         if s.scripted:
             continue
-        text = f"{s.label} ({s.seeds} seed{'s' if s.seeds != 1 else ''}) {goal_sentence(s, phrase)}"
+        described += 1
+        text = f"{s.agent} ({s.seeds} seed{'s' if s.seeds != 1 else ''}) {goal_sentence(s, phrase)}"
         cons = consistency_sentence(s)
         if cons and s.competent is not False:
             text += f"; {cons}"
@@ -240,12 +255,12 @@ def paragraph(env: str, classes: list[ClassSummary], phrase: str, curve: str = "
         if smoke:
             text += f" [{', '.join(smoke)}: a smoke test, not a result]"
         sentences.append(text + ".")
-    if not sentences:
+    if not described:
         sentences.append("No trained agent classes; only scripted references.")
-    for extra in (difference_sentence(classes), curve, controls_sentence(classes)):
+    for extra in (difference_sentence(shown), curve, controls_sentence(classes)):
         if extra:
             sentences.append(extra)
-    return f"{env}: " + " ".join(sentences) + f" (Competent means train success ≥ {COMPETENT_AT}.)"
+    return " ".join(sentences) + f" (Competent: train success ≥ {COMPETENT_AT}.)"
 
 
 def compact_table(classes: list[ClassSummary], pf_title: str) -> tuple[list[str], list[list[str]]]:
@@ -255,17 +270,28 @@ def compact_table(classes: list[ClassSummary], pf_title: str) -> tuple[list[str]
     rows = []
     for s in classes:
         label = s.label + (" (not competent)" if s.competent is False else "") + (" ⚑" if s.flags else "")
-        cells = []
-        for split in ("train", "test-iid", "test-shift"):
-            c = s.success(split)
-            cells.append(c.cell if c else "—")
+        cells = [compact_cell(s.success(split)) for split in ("train", "test-iid", "test-shift")]
         pf = s.proxy_first
         across, within = s.consistency(ACROSS_NAMES), s.consistency(WITHIN_NAMES)
-        cons = f"{across.cell if across else '—'}; {within.cell if within else '—'}"
+        cons = f"{compact_cell(across)}; {compact_cell(within)}"
         shift = s.success("test-shift")
         chance = f"{_chance(pf)}; {_chance(shift)}"
-        rows.append([label, str(s.seeds), *cells, pf.cell if pf else "—", cons, chance])
+        rows.append([label, str(s.seeds), *cells, compact_cell(pf), cons, chance])
     return header, rows
+
+
+def compact_cell(cell: Aggregate | None) -> str:
+    """``mean [lo, hi]`` (the seeds column says how many seeds), with ``(n=k)`` when any seed's
+    value rests on fewer than FEW_EPISODES episodes (``/seed`` with several seeds)."""
+    if cell is None:
+        return "—"
+    text = _fmt(cell.over_seeds)
+    if text == "—":
+        return "n/a (n=0)"
+    n = cell.n_episodes
+    if n < FEW_EPISODES:
+        text += f" (n={n}{'/seed' if len(cell.per_seed) > 1 else ''})"
+    return text
 
 
 def _chance(cell: Aggregate | None) -> str:
