@@ -10,9 +10,8 @@ import pytest
 from rich.console import Console
 
 from misgen.errors import MisgenError
-from misgen.report.build import build_report
 from misgen.runstore import find_runs, runs_root
-from misgen.study import AgentBudget, StudyBudget, parse_knob, study_jobs
+from misgen.study import AgentBudget, Knob, StudyBudget, parse_knob, study_jobs
 from misgen.sweep import Job, JobBoard, JobResult, run_sweep
 
 QUIET = Console(quiet=True)
@@ -50,35 +49,47 @@ def test_knob_jobs_cover_every_class_value_and_seed():
     assert [j.agent for j in jobs if j.agent not in CLASSES] == ["oracle-intended", "oracle-proxy"], "references run once"
 
 
-def test_knob_study_runs_end_to_end_and_draws_one_line_per_class(tmp_path):
-    knob = parse_knob("maze-cheese", "cheese_random_fraction=0,0.5")
-    jobs = study_jobs("maze-cheese", list(CLASSES), 1, TINY, runs_root(), knob)
-    results = run_sweep(jobs, backend="local", workers=1, console=QUIET)
-    assert all(r.status == "done" for r in results), [r.error for r in results if r.status != "done"]
+def test_full_budget_runs_the_curve_on_maze_cheese_and_coinrun_shift():
+    from misgen.study import BUDGETS, CURVE_VALUES, default_knob
+
+    assert default_knob("maze-cheese", BUDGETS["full"]) == Knob("cheese_random_fraction", CURVE_VALUES)
+    assert default_knob("coinrun-shift", BUDGETS["full"]) == Knob("coin_random_fraction", CURVE_VALUES)
+    assert default_knob("maze-cheese", BUDGETS["quick"]) is None
+    assert default_knob("keys-chests", BUDGETS["full"]) is None
+
+
+def test_knob_study_runs_end_to_end_and_draws_one_line_per_class(tmp_path, monkeypatch):
+    """``misgen study --knob`` through the real CLI, with the quick budget swapped for TINY."""
+    from typer.testing import CliRunner
+
+    from misgen.cli import app
+
+    monkeypatch.setattr("misgen.study.BUDGETS", {"quick": TINY})
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["study", "--env", "maze-cheese", "--knob", "cheese_random_fraction=0,0.5", "--workers", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "disambiguation curve over cheese_random_fraction = 0, 0.5: 8 jobs" in result.output
     runs = list(find_runs([runs_root()]))
     assert len(runs) == len(CLASSES) * 2 + 2
     assert {r.config.get("env_overrides", {}).get("cheese_random_fraction") for r in runs} == {None, 0.5}
     assert all(r.config["env_overrides"]["size"] == 9 for r in runs)
+    jobs = study_jobs("maze-cheese", list(CLASSES), 1, TINY, runs_root(), parse_knob("maze-cheese", "cheese_random_fraction=0,0.5"))
     again = run_sweep(jobs, backend="local", workers=1, console=QUIET)
-    assert all(r.probed_steps == [] for r in again), "resumable: finished runs are skipped"
+    assert all(r.status == "done" and r.probed_steps == [] for r in again), "resumable: finished runs are skipped"
 
-    paths = build_report([r.run_path for r in results], tmp_path / "report")
-    curve = tmp_path / "report" / "figures" / "maze-cheese-curve-proxy-first.png"
-    assert curve in paths.figures and (tmp_path / "report" / "figures" / "maze-cheese-curve-shift-success.png").is_file()
-    from misgen.report.build import sections
+    figures = out / "figures"
+    assert (figures / "maze-cheese-curve-proxy-first.png").is_file() and (figures / "maze-cheese-curve-shift-success.png").is_file()
     from misgen.report.curve import series
     from misgen.report.data import aggregate, load_records
-    from misgen.report.headline import PROXY_FIRST, summaries
+    from misgen.report.headline import summaries
 
     cells = aggregate(load_records([runs_root()]))
     lines = series(cells, summaries(cells), ("intended-success", "test-shift"))
     trained = {s["agent"]: s["x"] for s in lines if s["kind"] != "scripted"}
     assert trained == {a: [0.0, 0.5] for a in CLASSES}, "one line per class over both knob values"
-    assert series(cells, summaries(cells), PROXY_FIRST), "proxy-first curve present"
-    md = paths.markdown.read_text()
+    md = (out / "report.md").read_text()
     assert "ppo @ cheese_random_fraction=0.0" in md and "ppo @ cheese_random_fraction=0.5" in md
     assert "Disambiguation curve over cheese_random_fraction" in md
-    assert len(sections(load_records([runs_root()]), tmp_path / "figs")) == 1
 
 
 def _board(tmp_path, steps: list[int]) -> JobBoard:
@@ -119,3 +130,14 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path):
     assert any("oracle-intended / seed 0: running" in line for line in lines)
     assert any("oracle-intended / seed 0: done" in line for line in lines)
     assert isinstance(results[0], JobResult)
+
+
+def test_live_bars_on_a_terminal():
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=160)
+    job = Job("maze-cheese", "ppo", 0, steps=256, preset="debug", episodes=5, root=str(runs_root()), overrides=dict(SMALL))
+    results = run_sweep([job], console=console, workers=1)
+    assert results[0].status == "done", results[0].error
+    out = buf.getvalue()
+    assert "maze-cheese / ppo / seed 0" in out and "steps/s" in out and "overall ETA" in out
+    assert "256/256" in out or "done" in out

@@ -76,8 +76,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train each agent class on ENV, probe every checkpoint, write the comparison report.
 
-        Resumable: a finished run is skipped and an interrupted one continues, so re-running the same
-        command after Ctrl-C picks up where it stopped.
+        Resumable: finished runs are skipped and interrupted ones continue, so re-running the same command after Ctrl-C picks up where it stopped.
         """
         from misgen.errors import MisgenError
         from misgen.runstore import runs_root

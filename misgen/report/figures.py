@@ -125,6 +125,7 @@ def training_curves(records: list[RunRecord], path: Path) -> Path | None:
     agents: dict[str, int] = {}
     labelled: set[tuple[str, str]] = set()
     has_eval = False
+    without_eval: list[str] = []
     for record in records:
         curve = record.run.metrics()
         keys = {k for m in curve for k in m}
@@ -132,6 +133,8 @@ def training_curves(records: list[RunRecord], path: Path) -> Path | None:
         agent = record.run.agent_name
         i = agents.setdefault(agent, len(agents))
         colour = _colour(str(record.run.info.get("kind", "")), i, agent)
+        if EVAL_KEY not in keys and train_key is not None and agent not in without_eval:
+            without_eval.append(agent)
         for key, style in ((train_key, {"ls": "-"}), (EVAL_KEY if EVAL_KEY in keys else None, {"ls": "--", "marker": "o", "markersize": 3})):
             if key is None:
                 continue
@@ -149,7 +152,10 @@ def training_curves(records: list[RunRecord], path: Path) -> Path | None:
     ax.set_xlabel("env steps")
     ax.set_ylabel("success (intended goal)")
     ax.set_ylim(-0.02, 1.02)
-    note = "" if has_eval else " (no bonus-free evaluation logged: training episodes only)"
+    if not has_eval:
+        note = " (no bonus-free evaluation logged: training episodes only)"
+    else:
+        note = f" (no bonus-free evaluation logged for {', '.join(without_eval)})" if without_eval else ""
     ax.set_title("Training curves: train split" + note, fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     return _save(fig, path)
