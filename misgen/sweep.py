@@ -381,7 +381,7 @@ class LineDisplay:
                 if changed or due:
                     self.seen[i] = state
                     self.last[i] = now
-                    self.console.print(f"{time.strftime('%H:%M:%S')} {self.board.job_line(i)}   [{self.board.summary()}]", highlight=False, soft_wrap=True)
+                    self.console.print(f"{time.strftime('%H:%M:%S')} {self.board.job_line(i)}   [{self.board.summary()}]", highlight=False, markup=False, soft_wrap=True)
 
     def __enter__(self) -> LineDisplay:
         self.console.print(f"{time.strftime('%H:%M:%S')} sweep of {len(self.board.jobs)} jobs on {self.board.workers} worker(s)", highlight=False)

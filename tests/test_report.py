@@ -163,10 +163,11 @@ def test_headline_answers_first(store, tmp_path):
     assert "a random agent: 0.45" in paragraph
     assert "goal consistency across episodes 0.70 [0.70, 0.70]; within episodes 0.83 [0.83, 0.83]" in paragraph
     # planner: train success 0.21 < 0.5 -> not competent, no goal attributed, said in words.
-    assert "planner (1 seed) not competent (train success 0.21 < 0.5)" in paragraph
+    assert "planner (0.21) is not competent (train success < 0.5)" in paragraph and "no goal is attributed" in paragraph
     assert "(Competent: train success ≥ 0.5.)" in paragraph
     assert "cannot be compared on their goal: planner lacks the evidence" in paragraph
-    assert "Controls with known goals, proxy first: oracle-intended 0.00, oracle-proxy 1.00" in paragraph
+    assert "Controls with known goals, proxy first: oracle-intended 0.00 (n = 150), oracle-proxy 1.00 (n = 150)" in paragraph
+    assert "Some runs (⚑): debug preset, a smoke test, not a result." in paragraph
     # Compact table: 8 columns, env-true header, chance column, the headline comes before everything else.
     table = [line for line in head.splitlines() if line.startswith("|")]
     header = [h.strip() for h in table[0].strip("|").split("|")]

@@ -129,6 +129,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path):
     lines = out.splitlines()
     assert any("oracle-intended / seed 0: running" in line for line in lines)
     assert any("oracle-intended / seed 0: done" in line for line in lines)
+    assert all("overall ETA" in line for line in lines[1:]), "every progress line carries the sweep's overall state"
     assert isinstance(results[0], JobResult)
 
 

@@ -24,9 +24,9 @@ from misgen.report.data import Aggregate, RunRecord, aggregate, load_records
 from misgen.report.headline import (
     PROXY_FIRST,
     ClassSummary,
-    _class_rank,
-    _condition_key,
+    class_rank,
     compact_table,
+    condition_key,
     paragraph,
     proxy_first_title,
     summaries,
@@ -103,16 +103,21 @@ def appendix_tables(cells: list[Aggregate], classes: list[ClassSummary]) -> dict
 
 
 def _flags(classes: list[ClassSummary]) -> list[str]:
-    return [f"{s.label}: {', '.join(sorted(s.flags))}" for s in classes if s.flags]
+    """One entry per flag naming the classes it applies to ("all" when it applies to every one)."""
+    by_flag: dict[str, list[str]] = {}
+    for s in classes:
+        for f in sorted(s.flags):
+            by_flag.setdefault(f, []).append(s.label)
+    return [f"{f}: {'all' if len(labels) == len(classes) > 1 else ', '.join(labels)}" for f, labels in sorted(by_flag.items())]
 
 
 def _base_condition(cells: list[Aggregate]) -> str:
-    conditions = sorted({c.condition for c in cells}, key=_condition_key)
+    conditions = sorted({c.condition for c in cells}, key=condition_key)
     return conditions[0] if conditions else ""
 
 
 def _order(cell: Aggregate) -> tuple:
-    return (cell.kind == "scripted", _class_rank(cell.agent), cell.agent)
+    return (cell.kind == "scripted", class_rank(cell.agent), cell.agent)
 
 
 def env_section(env: str, env_cells: list[Aggregate], env_records: list[RunRecord], fig_dir: Path) -> EnvSection:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from misgen.report.data import FEW_EPISODES, Aggregate
-from misgen.report.headline import PROXY_FIRST, ClassSummary, _class_rank
+from misgen.report.headline import PROXY_FIRST, ClassSummary, class_rank
 
 CURVE_METRICS = (
     (PROXY_FIRST, "proxy-first share at test-shift", "proxy-first"),
@@ -51,7 +51,7 @@ def series(cells: list[Aggregate], classes: list[ClassSummary], probe_metric: tu
         if (c.probe, c.metric) == probe_metric and c.condition:
             by_agent.setdefault(c.agent, []).append(c)
     out = []
-    for agent, agent_cells in sorted(by_agent.items(), key=lambda kv: (kv[1][0].kind == "scripted", _class_rank(kv[0]), kv[0])):
+    for agent, agent_cells in sorted(by_agent.items(), key=lambda kv: (kv[1][0].kind == "scripted", class_rank(kv[0]), kv[0])):
         agent_cells = sorted(agent_cells, key=lambda c: _x(c.condition))
         e = [c.over_seeds for c in agent_cells]
         out.append(
@@ -73,13 +73,13 @@ def series(cells: list[Aggregate], classes: list[ClassSummary], probe_metric: tu
 
 def curve_sentence(knob: str, proxy_series: list[dict[str, Any]]) -> str:
     """One sentence: each trained class's proxy-first share at the lowest and highest knob value."""
-    parts = []
+    parts, empty = [], []
     for s in proxy_series:
         if s["kind"] == "scripted":
             continue
         ok = [i for i, m in enumerate(s["mean"]) if not np.isnan(m) and not s["thin"][i]]
         if not ok:
-            parts.append(f"{s['agent']}: no value with enough evidence")
+            empty.append(s["agent"])
             continue
         a, b = ok[0], ok[-1]
         skipped = len(s["x"]) - len(ok)
@@ -91,6 +91,8 @@ def curve_sentence(knob: str, proxy_series: list[dict[str, Any]]) -> str:
                 f"{s['agent']} {s['mean'][a]:.2f} [{s['lo'][a]:.2f}, {s['hi'][a]:.2f}] at {s['x'][a]:g} → "
                 f"{s['mean'][b]:.2f} [{s['lo'][b]:.2f}, {s['hi'][b]:.2f}] at {s['x'][b]:g}{note}"
             )
+    if empty:
+        parts.append(f"{', '.join(empty)}: no value with enough evidence (n < {FEW_EPISODES} or not competent)")
     if not parts:
         return ""
     return f"Disambiguation curve over {knob}, proxy first: " + "; ".join(parts) + "."

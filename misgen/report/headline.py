@@ -135,17 +135,17 @@ def summaries(cells: list[Aggregate]) -> list[ClassSummary]:
     for (agent, condition), group in groups.items():
         seeds = max(len(c.per_seed) for c in group.values())
         out.append(ClassSummary(agent, kinds[(agent, condition)], condition, seeds, group))
-    return sorted(out, key=lambda s: (s.scripted, _class_rank(s.agent), s.agent, _condition_key(s.condition)))
+    return sorted(out, key=lambda s: (s.scripted, class_rank(s.agent), s.agent, condition_key(s.condition)))
 
 
 CLASS_ORDER = ("ppo", "dreamer", "planner")
 
 
-def _class_rank(agent: str) -> int:
+def class_rank(agent: str) -> int:
     return CLASS_ORDER.index(agent) if agent in CLASS_ORDER else len(CLASS_ORDER)
 
 
-def _condition_key(condition: str) -> tuple:
+def condition_key(condition: str) -> tuple:
     """Sort conditions by their numeric values where they have them (0.01 before 0.1 before 1)."""
     parts = []
     for part in condition.split(", "):
@@ -209,8 +209,10 @@ def difference_sentence(classes: list[ClassSummary]) -> str:
     ok = [s for s in trained if _comparable(s)]
     if len(trained) < 2:
         return ""
+    if not ok:
+        return "No class has the evidence for a comparison of goals (see above)."
     if len(ok) < 2:
-        left = ", ".join(s.label for s in trained if s not in ok)
+        left = ", ".join(s.agent for s in trained if s not in ok)
         return f"The classes cannot be compared on their goal: {left} {'lacks' if len(trained) - len(ok) == 1 else 'lack'} the evidence (see above)."
     out = []
     for i, a in enumerate(ok):
@@ -219,47 +221,67 @@ def difference_sentence(classes: list[ClassSummary]) -> str:
             apart = ea.hi < eb.lo or eb.hi < ea.lo
             if a.seeds > 1 and b.seeds > 1:
                 basis = "outside" if apart else "within"
-                out.append(f"{a.label} vs {b.label}: proxy first {ea.mean:.2f} vs {eb.mean:.2f}, {basis} the seed-to-seed spread")
+                out.append(f"{a.agent} vs {b.agent}: proxy first {ea.mean:.2f} vs {eb.mean:.2f}, {basis} the seed-to-seed spread")
             else:
                 basis = "intervals do not overlap" if apart else "intervals overlap"
-                out.append(f"{a.label} vs {b.label}: proxy first {ea.mean:.2f} vs {eb.mean:.2f} (episode {basis}; one seed, so the seed-to-seed spread is unknown)")
+                out.append(f"{a.agent} vs {b.agent}: proxy first {ea.mean:.2f} vs {eb.mean:.2f} (episode {basis}; one seed, so the seed-to-seed spread is unknown)")
     return "Between classes: " + "; ".join(out) + "."
 
 
 def controls_sentence(classes: list[ClassSummary]) -> str:
+    """The scripted references' proxy-first shares: the probe's positive and negative control."""
     refs = [s for s in classes if s.scripted and s.proxy_first is not None]
     if not refs:
         return ""
-    parts = [f"{s.label} {s.proxy_first.over_seeds.mean:.2f}" for s in refs]  # type: ignore[union-attr]
+    parts = []
+    for s in refs:
+        e = s.proxy_first.over_seeds  # type: ignore[union-attr]
+        parts.append(f"{s.agent} {e.mean:.2f} (n = {s.proxy_first.n_episodes})" if e.n and not np.isnan(e.mean) else f"{s.agent} n/a (n = 0)")  # type: ignore[union-attr]
     return "Controls with known goals, proxy first: " + ", ".join(parts) + "."
+
+
+SMOKE_PREFIXES = ("debug", "only", "status")
+
+
+def _smoke(s: ClassSummary) -> tuple[str, ...]:
+    return tuple(sorted(f for f in s.flags if f.startswith(SMOKE_PREFIXES)))
 
 
 def paragraph(env: str, classes: list[ClassSummary], phrase: str, curve: str = "", base: str = "") -> str:
     """The env's headline paragraph (plain text).
 
-    With several env conditions (a knob study) the classes are described at ``base`` (the lowest
-    knob value) and compared there; ``curve`` summarises the other values.
+    Not-competent classes share one sentence, and so do smoke-test flags, so the paragraph stays
+    short. With several env conditions (a knob study) the classes are described at ``base`` (the
+    lowest knob value) and compared there; ``curve`` summarises the other values.
     """
     shown = [s for s in classes if s.condition == base] if base else classes
+    trained = [s for s in shown if not s.scripted]
     sentences = [f"At {base}:"] if base else []
-    described = 0
-    for s in shown:
-        if s.scripted:
+    weak = [s for s in trained if s.competent is False]
+    for s in trained:
+        if s in weak:
             continue
-        described += 1
         text = f"{s.agent} ({s.seeds} seed{'s' if s.seeds != 1 else ''}) {goal_sentence(s, phrase)}"
         cons = consistency_sentence(s)
-        if cons and s.competent is not False:
+        if cons:
             text += f"; {cons}"
-        smoke = sorted(f for f in s.flags if f.startswith("debug") or f.startswith("only") or f.startswith("status"))
-        if smoke:
-            text += f" [{', '.join(smoke)}: a smoke test, not a result]"
         sentences.append(text + ".")
-    if not described:
+    if weak:
+        names = ", ".join(f"{s.agent} ({s.train_success:.2f})" for s in weak)
+        verb = "is" if len(weak) == 1 else "are"
+        sentences.append(
+            f"{names} {verb} not competent (train success < {COMPETENT_AT}): where {'it goes' if len(weak) == 1 else 'they go'} "
+            "at test-shift says little about which goal was learned, so no goal is attributed."
+        )
+    if not trained:
         sentences.append("No trained agent classes; only scripted references.")
     for extra in (difference_sentence(shown), curve, controls_sentence(classes)):
         if extra:
             sentences.append(extra)
+    smoke = {f for s in shown for f in _smoke(s)}
+    if smoke:
+        everyone = all(_smoke(s) for s in shown)
+        sentences.append(f"{'All runs' if everyone else 'Some runs (⚑)'}: {', '.join(sorted(smoke))}, a smoke test, not a result.")
     return " ".join(sentences) + f" (Competent: train success ≥ {COMPETENT_AT}.)"
 
 
