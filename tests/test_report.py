@@ -301,3 +301,34 @@ def test_single_seed_cells_show_small_denominators():
 
     assert cell(2) == "1.00 [1.00, 1.00] (n=2)"
     assert cell(FEW_EPISODES) == "1.00 [1.00, 1.00]"
+
+
+def test_bars_show_intervals_seeds_and_thin_evidence(tmp_path, monkeypatch):
+    """Every bar has an error bar; a bar on < 20 episodes or of a not-competent agent is hatched
+    with its n printed; several seeds draw one dot each."""
+    from misgen.probes.stats import Estimate
+    from misgen.report import figures
+    from misgen.report.data import Aggregate
+
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+
+    def cell(agent: str, n: int, seeds: int = 1) -> Aggregate:
+        per_seed = tuple((s, Estimate(0.5 + 0.1 * s, 0.4, 0.7, n)) for s in range(seeds))
+        return Aggregate("e", agent, "model-free", "p", "m", None, Estimate(0.55, 0.4, 0.7, n), per_seed, (), Estimate(0.3, 0.2, 0.4, n))
+
+    cells = [cell("ppo", 200, seeds=3), cell("dreamer", 5), cell("planner", 200)]
+    figures.grouped_bars(cells, ["m"], "t", "y", tmp_path / "f.png", weak={"planner": "not competent"})
+    ax = drawn["fig"].axes[0]
+    from matplotlib.container import BarContainer
+
+    bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
+    assert set(bars) == {"ppo", "dreamer", "planner"}
+    assert all(c.errorbar is not None and c.errorbar.has_yerr for c in bars.values()), "every bar carries its interval"
+    assert bars["ppo"].patches[0].get_hatch() is None
+    assert bars["dreamer"].patches[0].get_hatch() == "///" and bars["planner"].patches[0].get_hatch() == "///"
+    assert sorted(t.get_text() for t in ax.texts) == ["n=200", "n=5"]
+    dots = [c for c in ax.collections if len(c.get_offsets()) == 3]
+    assert len(dots) == 1, "three seeds: three dots over the bar"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("fewer than 20 episodes or agent not competent" in t for t in legend) and "uniform-random agent (chance)" in legend

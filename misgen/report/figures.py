@@ -270,13 +270,14 @@ def knob_curve(series: list[dict[str, Any]], knob: str, ylabel: str, title: str,
     """
     if not series:
         return None
+    xs_all = sorted({x for s in series for x in s["x"]})
+    series = [s for s in series if s["kind"] != "scripted" or len(s["x"]) > 1]
     empty = [s["agent"] for s in series if all(np.isnan(m) for m in s["mean"])]
-    series = [s for s in series if s["agent"] not in empty and (s["kind"] != "scripted" or len(s["x"]) > 1)]
+    series = [s for s in series if s["agent"] not in empty]
     fig, ax = plt.subplots(figsize=(6.2, 3.8))
     if empty:
-        ax.text(0.5, 0.5, "no episodes to measure this on (n = 0) at any value: " + ", ".join(empty),
-                transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#a33", wrap=True)
-    xs_all = sorted({x for s in series for x in s["x"]}) or [0.0]
+        ax.text(0.5, 0.5, "no episodes to measure this on (n = 0)\nat any value: " + ", ".join(empty),
+                transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#a33")
     chance_x, chance_y = [], []
     for x in xs_all:
         values = [c for s in series for xx, c in zip(s["x"], s["chance"], strict=True) if xx == x and not np.isnan(c)]
@@ -304,6 +305,9 @@ def knob_curve(series: list[dict[str, Any]], knob: str, ylabel: str, title: str,
             ax.set_xscale("symlog", linthresh=min(positive))
         else:
             ax.set_xscale("log")
+    else:
+        pad = 0.05 * ((max(xs_all) - min(xs_all)) or 1.0)
+        ax.set_xlim(min(xs_all) - pad, max(xs_all) + pad)
     ax.set_xticks(xs_all, [f"{x:g}" for x in xs_all], fontsize=8)
     ax.set_xlabel(f"{knob} (training levels where the goals come apart)", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=9)
