@@ -216,7 +216,7 @@ def test_knob_conditions_are_not_pooled_and_draw_a_curve(tmp_path):
             _make_run(root, agent, 0, shift=shift, env_overrides={"cheese_random_fraction": value})
     paths = build_report([root], tmp_path / "report")
     md = paths.markdown.read_text()
-    assert "ppo @ cheese_random_fraction=0.0" in md and "ppo @ cheese_random_fraction=1.0" in md
+    assert "| class @ cheese_random_fraction |" in md and "| ppo @ 0.0 |" in md and "| ppo @ 1.0 |" in md
     assert "(2 seeds)" not in md and "(3 seeds)" not in md, "knob values are conditions, not seeds"
     assert "Disambiguation curve over cheese_random_fraction" in md
     assert {"maze-cheese-curve-proxy-first.png", "maze-cheese-curve-shift-success.png"} <= {p.name for p in paths.figures}

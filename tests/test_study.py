@@ -88,7 +88,7 @@ def test_knob_study_runs_end_to_end_and_draws_one_line_per_class(tmp_path, monke
     trained = {s["agent"]: s["x"] for s in lines if s["kind"] != "scripted"}
     assert trained == {a: [0.0, 0.5] for a in CLASSES}, "one line per class over both knob values"
     md = (out / "report.md").read_text()
-    assert "ppo @ cheese_random_fraction=0.0" in md and "ppo @ cheese_random_fraction=0.5" in md
+    assert "| class @ cheese_random_fraction |" in md and "| ppo @ 0.0 (not competent) ⚑ |" in md and "ppo @ 0.5" in md
     assert "Disambiguation curve over cheese_random_fraction" in md
 
 

@@ -73,7 +73,12 @@ class ClassSummary:
 
     @property
     def label(self) -> str:
-        return f"{self.agent} @ {self.condition}" if self.condition else self.agent
+        """``ppo``, or ``ppo @ 0.1`` in a knob study (the table header names the field)."""
+        if not self.condition:
+            return self.agent
+        parts = self.condition.split(", ")
+        value = parts[0].partition("=")[2] if len(parts) == 1 else self.condition
+        return f"{self.agent} @ {value}"
 
     @property
     def scripted(self) -> bool:
@@ -287,7 +292,8 @@ def paragraph(env: str, classes: list[ClassSummary], phrase: str, curve: str = "
 
 def compact_table(classes: list[ClassSummary], pf_title: str) -> tuple[list[str], list[list[str]]]:
     """At most 8 columns: the answer at a glance."""
-    header = ["class", "seeds", "train success", "test-iid success", "test-shift intended success", pf_title,
+    fields = {c.partition("=")[0] for s in classes for c in s.condition.split(", ") if c}
+    header = [f"class @ {fields.pop()}" if len(fields) == 1 else "class", "seeds", "train success", "test-iid success", "test-shift intended success", pf_title,
               "goal consistency (across; within episodes)", "chance: proxy first; test-shift success"]
     rows = []
     for s in classes:
