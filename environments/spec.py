@@ -178,3 +178,27 @@ class EnvSpec:
         if self.make_core is None or self.config_type is None:
             return None
         return self.make_core(self.config(split, overrides))
+
+
+STANDARD_SEED_RANGES: Mapping[str, tuple[int, int]] = {
+    "train": (0, 1_000_000),
+    "test-iid": (1_000_000, 2_000_000),
+    "test-shift": (2_000_000, 3_000_000),
+}
+"""The level-seed range of each standard split: disjoint, so no test level is ever trained on."""
+
+
+def standard_splits(
+    train: Mapping[str, Any],
+    test_shift: Mapping[str, Any],
+    test_iid: Mapping[str, Any] | None = None,
+) -> dict[str, Split]:
+    """The three standard splits on :data:`STANDARD_SEED_RANGES`.
+
+    Args:
+        train: config kwargs of the training distribution.
+        test_shift: config kwargs where intended goal and proxy come apart.
+        test_iid: config kwargs of held-out levels; ``None``: the training distribution.
+    """
+    kwargs = {"train": train, "test-iid": train if test_iid is None else test_iid, "test-shift": test_shift}
+    return {name: Split(name, *STANDARD_SEED_RANGES[name], dict(kwargs[name])) for name in SPLIT_NAMES}

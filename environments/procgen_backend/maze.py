@@ -48,11 +48,12 @@ from typing import Literal
 import numpy as np
 
 from misgen.environments import register_env
+from misgen.environments.games import MAZE_CHEESE
 from misgen.environments.gridpath import distance_field, greedy_actions
 from misgen.environments.levelrng import choose_cells, uniform
 from misgen.environments.procgen_backend.state import SPACE, ProcgenState, StateError
 from misgen.environments.procgen_backend.vector import ProcgenOptions, ProcgenVectorEnv, procgen_factories
-from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.environments.spec import EnvSpec
 
 CHEESE, CORNER = "cheese", "top-right-corner"
 GOAL_CELL, WALL = 2, 51
@@ -164,16 +165,9 @@ SPEC = register_env(
         gym_id="misgen/ProcgenMazeCheese-v0",
         backend="procgen",
         description="procgen maze; train cheese in the maze's top-right 5x5 region, test-shift apart from the corner where the maze allows",
-        splits={
-            "train": Split("train", 0, 1_000_000, {"cheese_placement": "region"}),
-            "test-iid": Split("test-iid", 1_000_000, 2_000_000, {"cheese_placement": "region"}),
-            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"cheese_placement": "apart"}),
-        },
-        goals=(
-            Goal(CHEESE, "intended", "reach the cheese"),
-            Goal(CORNER, "proxy", "reach the maze's top-right corner cell, near which the cheese sat in training"),
-        ),
-        knob="cheese_random_fraction",
+        splits=MAZE_CHEESE.splits,
+        goals=MAZE_CHEESE.goals,
+        knob=MAZE_CHEESE.knob,
         make_vector=_make_vector,
         make_single=_make_single,
         config_type=ProcgenMazeConfig,
