@@ -126,7 +126,7 @@ class _ReportingPPO(PPO):
     """SB3 PPO that calls ``after_update()`` once each rollout's gradient update is done.
 
     That is the one point per iteration where weights, optimizer state and ``num_timesteps`` agree,
-    so reports (which may checkpoint) and interrupt snapshots are taken there.
+    so reports (where the harness checkpoints and keeps its Ctrl-C snapshot) happen there.
     """
 
     after_update: Any = None
@@ -202,7 +202,9 @@ class PPOAgent(Agent):
 
     # Acting -------------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs, state, first, env=None):
+    def act(
+        self, obs: np.ndarray, state: Any, first: np.ndarray, env: gym.vector.VectorEnv | None = None
+    ) -> tuple[np.ndarray, Any, dict[str, np.ndarray]]:
         """Sample (or, with ``deterministic``, take the argmax of) the policy's action distribution.
 
         Sampling uses the agent's own ``torch.Generator`` (seeded from the agent seed), never the
@@ -235,9 +237,9 @@ class PPOAgent(Agent):
         Training proceeds in whole rollouts of ``num_envs * n_steps`` steps, so it may end up to
         one rollout past ``ctx.total_steps``. ``ctx.report`` is called after every update with
         SB3's logged values (``losses/*``), ``charts/episode_return`` / ``episode_length`` /
-        ``success`` (intended goal reached, last 100 episodes) and ``charts/sps``. On Ctrl-C the
-        weights and ``steps_done`` are rolled back to the last completed update and the
-        ``KeyboardInterrupt`` propagates, so the harness checkpoints a consistent agent.
+        ``success`` (intended goal reached, last 100 episodes) and ``charts/sps``. A Ctrl-C
+        propagates as is; the harness (:mod:`misgen.train`) restores the state of the last report
+        (a completed update) before it checkpoints.
         """
         cfg = self.config
         if env.num_envs != cfg.num_envs:
@@ -275,13 +277,10 @@ class PPOAgent(Agent):
         model.num_timesteps = self.steps_done
         model._n_updates = self.n_updates
         model.set_logger(Logger(folder=None, output_formats=[]))  # no console output: ctx.report
-        snapshot = (self.tensors_copy(), self.state_json())
         last = {"time": time.monotonic(), "steps": self.steps_done}
 
         def after_update() -> None:
-            nonlocal snapshot
             self.steps_done, self.n_updates = int(model.num_timesteps), int(model._n_updates)
-            snapshot = (self.tensors_copy(), self.state_json())
             now = time.monotonic()
             metrics = _metrics(model)
             metrics["charts/sps"] = (self.steps_done - last["steps"]) / max(now - last["time"], 1e-9)
@@ -291,10 +290,6 @@ class PPOAgent(Agent):
         model.after_update = after_update
         try:
             model.learn(ctx.total_steps - self.steps_done, log_interval=None, reset_num_timesteps=False, progress_bar=False)
-        except KeyboardInterrupt:
-            self.load_tensors(snapshot[0])  # roll back a half-done rollout or update
-            self.load_state_json(snapshot[1])
-            raise
         finally:
             model.after_update = None
             self.policy.set_training_mode(False)
@@ -306,10 +301,6 @@ class PPOAgent(Agent):
         out = {POLICY_PREFIX + k: v for k, v in self.policy.state_dict().items() if names[k] == k}
         out.update(optimizer_tensors(self.policy.optimizer, OPTIM_PREFIX))
         return out
-
-    def tensors_copy(self) -> dict[str, torch.Tensor]:
-        """A detached copy of :meth:`tensors` (an in-memory snapshot)."""
-        return {k: v.detach().clone() for k, v in self.tensors().items()}
 
     def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Inverse of :meth:`tensors`; strict about missing, extra or mis-shaped weights."""
