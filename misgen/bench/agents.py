@@ -24,6 +24,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from rich.console import Console
 from rich.table import Table
 
 from misgen.agents import AGENTS, get_agent
@@ -130,8 +131,8 @@ def _planner_rows(env_id: str, seconds: float) -> list[dict[str, Any]]:
         return list(planner_decision_rows(env_id))
 
 
-def run_agent_bench(env_id: str, out: Path, seconds: float, agent_names: list[str]) -> None:
-    """Benchmark agents on ``env_id``, print a rich table and write JSON to ``out``."""
+def run_agent_bench(env_id: str, out: Path, seconds: float, agent_names: list[str], console: Console = console) -> dict[str, Any]:
+    """Benchmark agents on ``env_id``, print rich tables to ``console``, write JSON to ``out``, return it."""
     spec = get_env(env_id)
     if not spec.available():
         raise MisgenError(f"env {spec.id!r} needs {', '.join(spec.requires)}; install the {spec.backend!r} extra")
@@ -169,3 +170,4 @@ def run_agent_bench(env_id: str, out: Path, seconds: float, agent_names: list[st
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(out)
     console.print(f"wrote {out}")
+    return record

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from misgen.errors import MisgenError
 
@@ -150,14 +151,18 @@ def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
     return out
 
 
-def run_env_bench(out: Path, seconds: float, env_ids: list[str], batch_sizes: tuple[int, ...] = BATCH_SIZES) -> None:
-    """Measure, print a rich table and write the JSON to ``out`` (see the module docstring)."""
+def run_env_bench(
+    out: Path, seconds: float, env_ids: list[str], batch_sizes: tuple[int, ...] = BATCH_SIZES, console: Console | None = None
+) -> dict[str, Any]:
+    """Measure, print rich tables to ``console``, write the JSON to ``out`` and return it."""
     from rich.markup import escape
     from rich.table import Table
 
     from misgen.environments import ENVS, get_env
-    from misgen.progress import console
+    from misgen.progress import console as default_console
     from misgen.provenance import package_versions
+
+    console = console or default_console
     from misgen.runstore import atomic_write_json
 
     if seconds <= 0:
@@ -201,22 +206,21 @@ def run_env_bench(out: Path, seconds: float, env_ids: list[str], batch_sizes: tu
     for name, why in skipped.items():
         console.print(f"[yellow]skipped[/] {name}: {escape(why)}")
 
-    atomic_write_json(
-        Path(out),
-        {
-            "seconds": seconds,
-            "batch_sizes": list(batch_sizes),
-            "machine": {
-                "cpu_count": os.cpu_count(),
-                "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-            },
-            "versions": package_versions(),
-            "results": [m.as_json() for m in results],
-            "ratios": rows,
-            "skipped": skipped,
+    record = {
+        "seconds": seconds,
+        "batch_sizes": list(batch_sizes),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
         },
-    )
+        "versions": package_versions(),
+        "results": [m.as_json() for m in results],
+        "ratios": rows,
+        "skipped": skipped,
+    }
+    atomic_write_json(Path(out), record)
     console.print(f"wrote {out}")
+    return record
