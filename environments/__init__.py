@@ -21,15 +21,20 @@ __all__ = ["ENVS", "EnvSpec", "Goal", "Split", "get_env", "register_env"]
 
 
 def register_env(spec: EnvSpec) -> EnvSpec:
-    """Register ``spec`` in :data:`ENVS` and under its Gymnasium id."""
+    """Register ``spec`` in :data:`ENVS` and under its Gymnasium id.
+
+    A second registration of either name is an error (nothing is registered then): silently
+    keeping the first would hide two envs sharing an id, or a module imported under two names.
+    """
+    if spec.gym_id in gym.registry:
+        raise ValueError(f"Gymnasium id {spec.gym_id!r} (env {spec.id!r}) is already registered")
     ENVS.register(spec.id, spec)
-    if spec.gym_id not in gym.registry:
-        gym.register(
-            id=spec.gym_id,
-            entry_point=_gym_make_single,
-            vector_entry_point=_gym_make_vector,
-            kwargs={"misgen_env": spec.id},
-        )
+    gym.register(
+        id=spec.gym_id,
+        entry_point=_gym_make_single,
+        vector_entry_point=_gym_make_vector,
+        kwargs={"misgen_env": spec.id},
+    )
     return spec
 
 
