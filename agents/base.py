@@ -131,7 +131,11 @@ class SimpleContext:
 
 
 def record_finished_episodes(
-    info: Mapping[str, Any], idx: np.ndarray, intended: str | None, goals: tuple[str, ...], out: dict[str, list[float]]
+    info: Mapping[str, Any],
+    idx: np.ndarray,
+    intended: str | None,
+    goals: tuple[str, ...],
+    out: dict[str, list[float]],
 ) -> None:
     """Append the stats of the episodes that just ended in envs ``idx`` to ``out``.
 

@@ -43,13 +43,20 @@ def get_env(name: str) -> EnvSpec:
     return ENVS.get(name)
 
 
-def _gym_make_single(misgen_env: str, split: str = "train", render_mode: str | None = None, **overrides: Any) -> gym.Env:
+def _gym_make_single(
+    misgen_env: str, split: str = "train", render_mode: str | None = None, **overrides: Any
+) -> gym.Env:
     spec = get_env(misgen_env)
     return spec.make_single(spec, spec.split(split), overrides)
 
 
 def _gym_make_vector(
-    misgen_env: str, num_envs: int = 1, split: str = "train", seed: int = 0, render_mode: str | None = None, **overrides: Any
+    misgen_env: str,
+    num_envs: int = 1,
+    split: str = "train",
+    seed: int = 0,
+    render_mode: str | None = None,
+    **overrides: Any,
 ) -> gym.vector.VectorEnv:
     spec = get_env(misgen_env)
     return spec.make(split, num_envs, seed, overrides)

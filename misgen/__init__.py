@@ -40,4 +40,4 @@ def _import_gym_quietly() -> None:
 _import_gym_quietly()
 
 
-from misgen import environments as _environments  # noqa: E402 - registers the Gymnasium ids
+from misgen import environments  # noqa: E402, F401 - importing it registers the Gymnasium ids

@@ -65,10 +65,14 @@ def usage_line(err: Exception) -> str:
     message = " ".join(str(err.format_message()).split())  # type: ignore[attr-defined]
     name = type(err).__name__
     if name == "NoSuchOption" and ctx is not None:
-        options = sorted({o for p in ctx.command.params for o in getattr(p, "opts", []) if o.startswith("--")} | {"--help"})
+        options = sorted(
+            {o for p in ctx.command.params for o in getattr(p, "opts", []) if o.startswith("--")} | {"--help"}
+        )
         close = list(getattr(err, "possibilities", None) or [])
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        message = f"no such option {getattr(err, 'option_name', '')!s}{hint}; valid options: {', '.join(options)}"
+        message = (
+            f"no such option {getattr(err, 'option_name', '')!s}{hint}; valid options: {', '.join(options)}"
+        )
     elif message.startswith("No such command") and ctx is not None and hasattr(ctx.command, "list_commands"):
         message = f"{message} Valid commands: {', '.join(ctx.command.list_commands(ctx))}"
     return f"{where}{message}"
@@ -87,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     _fit_pipes(console, err_console)
     try:
-        code: Any = app(args=list(argv) if argv is not None else None, prog_name="misgen", standalone_mode=False)
+        code: Any = app(
+            args=list(argv) if argv is not None else None, prog_name="misgen", standalone_mode=False
+        )
     except MisgenError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True, markup=True)
         sys.exit(2)
@@ -101,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(err.ctx.get_help())  # type: ignore[attr-defined]
             sys.exit(0)
         if isinstance(err, _click_classes("ClickException")):
-            err_console.print("error: " + usage_line(err), highlight=False, soft_wrap=True, markup=False, style="bold red")
+            err_console.print(
+                "error: " + usage_line(err), highlight=False, soft_wrap=True, markup=False, style="bold red"
+            )
             sys.exit(2)
         if isinstance(err, _click_classes("Abort")):
             err_console.print("[yellow]interrupted[/]")

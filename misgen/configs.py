@@ -172,5 +172,12 @@ def describe_fields(config_type: type) -> list[dict[str, Any]]:
             default = f.default_factory()
         else:
             default = None
-        out.append({"name": f.name, "type": type_name(hints.get(f.name, f.type)), "default": json.loads(json.dumps(default, default=str)), "doc": docs[f.name]})
+        out.append(
+            {
+                "name": f.name,
+                "type": type_name(hints.get(f.name, f.type)),
+                "default": json.loads(json.dumps(default, default=str)),
+                "doc": docs[f.name],
+            }
+        )
     return out

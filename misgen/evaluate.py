@@ -57,6 +57,8 @@ def evaluate_checkpoint(
     root = run.seed if seed is None else seed
     out = []
     for split in splits:
-        rollouts = collect(agent, spec, split, episodes, derive_seed(root, "eval", split), overrides=run.env_overrides)
+        rollouts = collect(
+            agent, spec, split, episodes, derive_seed(root, "eval", split), overrides=run.env_overrides
+        )
         out.append(summarize(rollouts, seed=derive_seed(root, "bootstrap", split)))
     return agent, out

@@ -109,10 +109,14 @@ def resolve(request: TrainRequest) -> ResolvedTraining:
     """Validate names and overrides and compute the run directory; raises MisgenError on bad input."""
     spec = get_env(request.env)
     if not spec.available():
-        raise MisgenError(f"env {spec.id!r} needs {', '.join(spec.requires)}; install the {spec.backend!r} extra")
+        raise MisgenError(
+            f"env {spec.id!r} needs {', '.join(spec.requires)}; install the {spec.backend!r} extra"
+        )
     cls = get_agent(request.agent)
     if not cls.trainable and request.steps:
-        raise MisgenError(f"agent {cls.name!r} is scripted and cannot be trained; use it with `misgen eval`/`probe`")
+        raise MisgenError(
+            f"agent {cls.name!r} is scripted and cannot be trained; use it with `misgen eval`/`probe`"
+        )
     presets = cls.presets
     if request.preset is not None and request.preset not in presets:
         raise unknown_choice(f"preset for agent {cls.name!r}:", request.preset, presets)
@@ -134,7 +138,9 @@ def resolve(request: TrainRequest) -> ResolvedTraining:
     if every < 1:
         raise MisgenError(f"--checkpoint-every must be >= 1, got {every}")
     if request.eval_every is None:
-        eval_every = max(1, steps // max(1, cls.eval_points)) if steps >= MIN_EVAL_STEPS and cls.eval_points > 0 else 0
+        eval_every = (
+            max(1, steps // max(1, cls.eval_points)) if steps >= MIN_EVAL_STEPS and cls.eval_points > 0 else 0
+        )
     else:
         eval_every = int(request.eval_every)
     if eval_every < 0:
@@ -154,7 +160,18 @@ def resolve(request: TrainRequest) -> ResolvedTraining:
     }
     hashed = {k: v for k, v in config.items() if k not in NOT_HASHED}
     run_dir = run_dir_for(spec.id, cls.name, request.seed, hashed, request.root or runs_root())
-    return ResolvedTraining(spec, cls, agent_config, env_overrides, steps, every, eval_every, int(request.eval_episodes), config, run_dir)
+    return ResolvedTraining(
+        spec,
+        cls,
+        agent_config,
+        env_overrides,
+        steps,
+        every,
+        eval_every,
+        int(request.eval_episodes),
+        config,
+        run_dir,
+    )
 
 
 # Snapshots and evaluation ------------------------------------------------------------------------
@@ -265,7 +282,9 @@ def training_progress(console: Console, description: str, total: int, start: int
         yield LineProgress(console, description, total, start)
         return
     with make_progress("steps", console) as progress:
-        yield _RichProgress(progress, progress.add_task(description, total=total, completed=start, status=""), total)
+        yield _RichProgress(
+            progress, progress.add_task(description, total=total, completed=start, status=""), total
+        )
 
 
 # The context an agent trains in ----------------------------------------------------------------
@@ -331,7 +350,9 @@ class RunContext:
         """Evaluate a copy of the agent at the last snapshot (training's state is untouched)."""
         twin = self.snapshot.copy_agent(self.agent)
         self.last_eval = step
-        return evaluate_policy(twin, self.res.spec, self.res.env_overrides, self.res.eval_episodes, self.eval_seed)
+        return evaluate_policy(
+            twin, self.res.spec, self.res.env_overrides, self.res.eval_episodes, self.eval_seed
+        )
 
     def final_evaluation(self) -> None:
         """The curve's last point, for an agent whose last report came before its final step."""
@@ -347,7 +368,9 @@ class RunContext:
 
     def checkpoint(self, step: int) -> Path:
         wall = self.snapshot.wall_s if self.snapshot.step == step else self.wall_s()
-        path = save_agent(self.agent, self.run.checkpoint_dir(step), {"run": self.run.name, "step": step, "wall_s": wall})
+        path = save_agent(
+            self.agent, self.run.checkpoint_dir(step), {"run": self.run.name, "step": step, "wall_s": wall}
+        )
         self.last_saved = step
         self.run.update(last_checkpoint=step, wall_s=wall)
         return path
@@ -397,7 +420,9 @@ def _wall_at(run: Run, checkpoint: Path) -> float:
 
 
 def train(
-    request: TrainRequest, console: Console | None = None, on_progress: Callable[[int, int], None] | None = None
+    request: TrainRequest,
+    console: Console | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Run:
     """Create (or resume) the run for ``request`` and train it to completion.
 
@@ -412,7 +437,9 @@ def train(
     wall_offset = 0.0
     if (res.run_dir / "run.json").exists():
         if not request.resume:
-            raise MisgenError(f"run {res.run_dir} already exists; pass --resume to continue it, or use a new --seed")
+            raise MisgenError(
+                f"run {res.run_dir} already exists; pass --resume to continue it, or use a new --seed"
+            )
         run = Run.open(res.run_dir)
         old = {k: v for k, v in run.config.items() if k not in NOT_HASHED}
         new = {k: v for k, v in res.config.items() if k not in NOT_HASHED}
@@ -425,29 +452,49 @@ def train(
         else:
             agent = load_agent(latest[1])
             if agent.name != res.agent_cls.name:
-                raise MisgenError(f"checkpoint {latest[1]} holds agent {agent.name!r}, run expects {res.agent_cls.name!r}")
+                raise MisgenError(
+                    f"checkpoint {latest[1]} holds agent {agent.name!r}, run expects {res.agent_cls.name!r}"
+                )
             run.truncate_metrics(latest[0])
             wall_offset = _wall_at(run, latest[1])
         start = agent.steps_done
         console.print(f"resuming [bold]{run.name}[/] from step {start:,}")
     else:
         run = Run.create(
-            res.run_dir, {**_identity(res, request.seed), "status": "running", "curves": _curves(res), **_provenance(request.seed)}
+            res.run_dir,
+            {
+                **_identity(res, request.seed),
+                "status": "running",
+                "curves": _curves(res),
+                **_provenance(request.seed),
+            },
         )
         agent = _new_agent(res, request.seed)
         start = 0
         console.print(f"new run [bold]{run.path}[/]")
     if not res.agent_cls.trainable or start >= res.steps:
         if not run.checkpoints():
-            save_agent(agent, run.checkpoint_dir(start), {"run": run.name, "step": start, "wall_s": wall_offset})
+            save_agent(
+                agent, run.checkpoint_dir(start), {"run": run.name, "step": start, "wall_s": wall_offset}
+            )
         run.update(status="complete", steps_done=start)
         console.print(f"nothing to train: {start:,} of {res.steps:,} steps done")
         return run
-    env = res.spec.make("train", agent.num_envs(), derive_seed(request.seed, "env", "train", start), res.env_overrides)
+    env = res.spec.make(
+        "train", agent.num_envs(), derive_seed(request.seed, "env", "train", start), res.env_overrides
+    )
     learn_seed = derive_seed(request.seed, "learn", start)
     with training_progress(console, f"{res.agent_cls.name} on {res.spec.id}", res.steps, start) as progress:
         ctx = RunContext(
-            run, agent, res, start, learn_seed, progress, wall_offset, derive_seed(request.seed, "train-curve"), on_progress
+            run,
+            agent,
+            res,
+            start,
+            learn_seed,
+            progress,
+            wall_offset,
+            derive_seed(request.seed, "train-curve"),
+            on_progress,
         )
         try:
             agent.learn(env, ctx)
@@ -477,12 +524,23 @@ def train(
 
 
 def _identity(res: ResolvedTraining, seed: int) -> dict[str, Any]:
-    return {"env": res.spec.id, "agent": res.agent_cls.name, "kind": res.agent_cls.kind, "seed": seed, "config": res.config}
+    return {
+        "env": res.spec.id,
+        "agent": res.agent_cls.name,
+        "kind": res.agent_cls.kind,
+        "seed": seed,
+        "config": res.config,
+    }
 
 
 def _new_agent(res: ResolvedTraining, seed: int) -> Agent:
     env = res.spec.make("train", 1, 0, res.env_overrides)
     try:
-        return res.agent_cls(res.agent_config, env.single_observation_space, env.single_action_space, derive_seed(seed, "agent"))
+        return res.agent_cls(
+            res.agent_config,
+            env.single_observation_space,
+            env.single_action_space,
+            derive_seed(seed, "agent"),
+        )
     finally:
         env.close()

@@ -52,18 +52,30 @@ def test_eval_prints_intended_and_proxy_success(scripted_run):
     runs, run = scripted_run
     result = misgen("eval", str(run), "--split", "test-shift", "--episodes", "40", runs=runs)
     assert result.returncode == 0, result.stderr
-    assert "test-shift" in result.stdout and "cheese success" in result.stdout and "top-right-corner" in result.stdout
+    assert (
+        "test-shift" in result.stdout
+        and "cheese success" in result.stdout
+        and "top-right-corner" in result.stdout
+    )
     assert "1.000" in result.stdout  # the intended oracle always finds the cheese
 
 
 def test_unknown_names(tmp_path):
-    assert_one_line_error(misgen("train", "--env", "nope", "--agent", "ppo", runs=tmp_path), "unknown env 'nope'", "maze-cheese")
-    assert_one_line_error(misgen("train", "--env", "maze-cheese", "--agent", "nope", runs=tmp_path), "unknown agent", "oracle-intended")
+    assert_one_line_error(
+        misgen("train", "--env", "nope", "--agent", "ppo", runs=tmp_path), "unknown env 'nope'", "maze-cheese"
+    )
+    assert_one_line_error(
+        misgen("train", "--env", "maze-cheese", "--agent", "nope", runs=tmp_path),
+        "unknown agent",
+        "oracle-intended",
+    )
 
 
 def test_unknown_split(scripted_run):
     runs, run = scripted_run
-    assert_one_line_error(misgen("eval", str(run), "--split", "validation", runs=runs), "validation", "test-shift")
+    assert_one_line_error(
+        misgen("eval", str(run), "--split", "validation", runs=runs), "validation", "test-shift"
+    )
 
 
 def test_existing_run_is_refused(scripted_run):
@@ -75,7 +87,9 @@ def test_existing_run_is_refused(scripted_run):
 def test_missing_run_and_checkpoint(tmp_path, scripted_run):
     assert_one_line_error(misgen("eval", str(tmp_path / "nowhere"), runs=tmp_path), "no run at")
     runs, run = scripted_run
-    assert_one_line_error(misgen("eval", str(run), "--checkpoint", "step_99", runs=runs), "unknown checkpoint", "step_0")
+    assert_one_line_error(
+        misgen("eval", str(run), "--checkpoint", "step_99", runs=runs), "unknown checkpoint", "step_0"
+    )
 
 
 def test_corrupt_checkpoint(tmp_path, scripted_run):
@@ -86,26 +100,39 @@ def test_corrupt_checkpoint(tmp_path, scripted_run):
     shutil.copytree(run, copy)
     (copy / "checkpoints" / "step_0" / "agent.json").write_text("{broken")
     assert_one_line_error(misgen("eval", str(copy), runs=runs), "corrupt checkpoint")
-    (copy / "checkpoints" / "step_0" / "agent.json").write_text((run / "checkpoints" / "step_0" / "agent.json").read_text())
+    (copy / "checkpoints" / "step_0" / "agent.json").write_text(
+        (run / "checkpoints" / "step_0" / "agent.json").read_text()
+    )
     (copy / "checkpoints" / "step_0" / "weights.safetensors").write_bytes(b"garbage")
     assert_one_line_error(misgen("eval", str(copy), runs=runs), "corrupt checkpoint", "weights.safetensors")
 
 
 def test_bad_overrides(tmp_path):
-    result = misgen("train", "--env", "maze-cheese", "--agent", "oracle-mixed", "--set", "p_proxy=lots", runs=tmp_path)
+    result = misgen(
+        "train", "--env", "maze-cheese", "--agent", "oracle-mixed", "--set", "p_proxy=lots", runs=tmp_path
+    )
     assert_one_line_error(result, "p_proxy", "not a number")
-    result = misgen("train", "--env", "maze-cheese", "--agent", "oracle-mixed", "--set", "colour=red", runs=tmp_path)
+    result = misgen(
+        "train", "--env", "maze-cheese", "--agent", "oracle-mixed", "--set", "colour=red", runs=tmp_path
+    )
     assert_one_line_error(result, "unknown", "colour", "valid:")
-    result = misgen("train", "--env", "maze-cheese", "--agent", "oracle-mixed", "--set", "p_proxy", runs=tmp_path)
+    result = misgen(
+        "train", "--env", "maze-cheese", "--agent", "oracle-mixed", "--set", "p_proxy", runs=tmp_path
+    )
     assert_one_line_error(result, "key=value")
-    result = misgen("train", "--env", "maze-cheese", "--agent", "oracle-mixed", "--set", "env.size=12", runs=tmp_path)
+    result = misgen(
+        "train", "--env", "maze-cheese", "--agent", "oracle-mixed", "--set", "env.size=12", runs=tmp_path
+    )
     assert_one_line_error(result, "odd")
 
 
 @pytest.mark.parametrize(
     "args,needles",
     [
-        (["train", "--agnet", "ppo"], ["no such option --agnet", "--agent", "valid options"]),  # typo'd option
+        (
+            ["train", "--agnet", "ppo"],
+            ["no such option --agnet", "--agent", "valid options"],
+        ),  # typo'd option
         (["train", "--env", "maze-cheese"], ["Missing option", "--agent"]),  # missing option
         (["train", "-e", "maze-cheese", "-a", "ppo", "--steps", "abc"], ["--steps", "integer"]),  # bad type
         (["eval"], ["Missing argument"]),  # missing argument
@@ -135,12 +162,19 @@ def test_json_catalogs(tmp_path):
     envs = json.loads(misgen("envs", "--json", runs=tmp_path).stdout)
     assert [e["id"] for e in envs] == ENVS.names()
     maze = next(e for e in envs if e["id"] == "maze-cheese")
-    assert maze["gym_id"] == "misgen/MazeCheese-v0" and set(maze["splits"]) >= {"train", "test-iid", "test-shift"}
+    assert maze["gym_id"] == "misgen/MazeCheese-v0" and set(maze["splits"]) >= {
+        "train",
+        "test-iid",
+        "test-shift",
+    }
     agents = json.loads(misgen("agents", "--json", runs=tmp_path).stdout)
     assert [a["name"] for a in agents] == AGENTS.names()
     ppo = json.loads(misgen("agents", "ppo", "--json", runs=tmp_path).stdout)
     fields = {f["name"]: f for f in ppo["config"]}
-    assert fields["lr"] == {**fields["lr"], "type": "float", "default": 1e-3} and "learning rate" in fields["lr"]["doc"]
+    assert (
+        fields["lr"] == {**fields["lr"], "type": "float", "default": 1e-3}
+        and "learning rate" in fields["lr"]["doc"]
+    )
     assert fields["network"]["type"] == "auto | grid | impala"
     table = misgen("agents", "ppo", runs=tmp_path)
     assert table.returncode == 0 and "n_epochs" in table.stdout and "passes over each rollout" in table.stdout
@@ -157,8 +191,22 @@ def test_every_agent_config_field_is_documented(name):
 
 def test_ctrl_c_saves_exits_130_and_resumes(tmp_path):
     env = {**os.environ, "MISGEN_RUNS": str(tmp_path), "NO_COLOR": "1"}
-    args = ["train", "-e", "maze-cheese", "-a", "ppo", "--preset", "debug", "--steps", "1000000", "--seed", "9"]
-    proc = subprocess.Popen([*ENTRY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    args = [
+        "train",
+        "-e",
+        "maze-cheese",
+        "-a",
+        "ppo",
+        "--preset",
+        "debug",
+        "--steps",
+        "1000000",
+        "--seed",
+        "9",
+    ]
+    proc = subprocess.Popen(
+        [*ENTRY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         lines = []
         deadline = time.monotonic() + 120

@@ -37,7 +37,9 @@ class _ObsEdit(gym.vector.VectorWrapper):
         self.edit, self.reset_seed = edit, reset_seed
 
     def reset(self, *, seed=None, options=None):
-        obs, info = self.env.reset(seed=self.reset_seed if self.reset_seed is not None else seed, options=options)
+        obs, info = self.env.reset(
+            seed=self.reset_seed if self.reset_seed is not None else seed, options=options
+        )
         return self.edit(obs), info
 
     def step(self, actions):
@@ -55,7 +57,10 @@ def _broken(monkeypatch, **changes):
 def _vector(monkeypatch, edit, reset_seed=None):
     spec = get_env(NAME)
     make = spec.make_vector
-    _broken(monkeypatch, make_vector=lambda s, split, n, seed, ov: _ObsEdit(make(s, split, n, seed, ov), edit, reset_seed))
+    _broken(
+        monkeypatch,
+        make_vector=lambda s, split, n, seed, ov: _ObsEdit(make(s, split, n, seed, ov), edit, reset_seed),
+    )
 
 
 def test_env_checker_catches_observations_outside_the_space(monkeypatch):
@@ -94,7 +99,13 @@ def test_determinism_check_catches_an_ignored_seed(monkeypatch):
 def test_seed_range_check_catches_overlap_even_if_overlaps_is_broken(monkeypatch):
     monkeypatch.setattr(Split, "overlaps", lambda self, other: False)  # the spec's own guard, broken
     train = get_env(NAME).splits["train"]
-    _broken(monkeypatch, splits={**get_env(NAME).splits, "test-iid": Split("test-iid", train.seed_stop - 1, train.seed_stop + 10)})
+    _broken(
+        monkeypatch,
+        splits={
+            **get_env(NAME).splits,
+            "test-iid": Split("test-iid", train.seed_stop - 1, train.seed_stop + 10),
+        },
+    )
     with pytest.raises(AssertionError, match="share level seeds"):
         T.test_split_seed_ranges_are_disjoint(NAME)
 

@@ -80,7 +80,9 @@ def test_checkpoints_and_metrics_are_written():
 
 def test_interrupt_saves_a_resumable_checkpoint():
     with pytest.raises(KeyboardInterrupt):
-        train(TrainRequest("maze-cheese", "test-counter", seed=1, steps=400, overrides={"interrupt_at": "212"}))
+        train(
+            TrainRequest("maze-cheese", "test-counter", seed=1, steps=400, overrides={"interrupt_at": "212"})
+        )
     (path,) = runs_root().glob("maze-cheese/test-counter/s1-*")
     run = Run.open(path)
     assert run.status == "interrupted"
@@ -89,7 +91,16 @@ def test_interrupt_saves_a_resumable_checkpoint():
     assert step == 200 and float(load_agent(ckpt).weight) == 200 and load_agent(ckpt).steps_done == 200
     # Resuming needs the same config; the interrupt knob is part of it, so resume that same run.
     with pytest.raises(KeyboardInterrupt):
-        train(TrainRequest("maze-cheese", "test-counter", seed=1, steps=400, overrides={"interrupt_at": "212"}, resume=True))
+        train(
+            TrainRequest(
+                "maze-cheese",
+                "test-counter",
+                seed=1,
+                steps=400,
+                overrides={"interrupt_at": "212"},
+                resume=True,
+            )
+        )
 
 
 def test_resume_continues_from_last_checkpoint():
@@ -152,7 +163,10 @@ def _weights(ckpt):
 
 
 def _curve(run):
-    return [{k: v for k, v in m.items() if k not in TIMING_KEYS and not k.startswith("eval/")} for m in run.metrics()]
+    return [
+        {k: v for k, v in m.items() if k not in TIMING_KEYS and not k.startswith("eval/")}
+        for m in run.metrics()
+    ]
 
 
 def _same(a, b):
@@ -172,7 +186,15 @@ def test_interrupt_mid_update_resumes_like_a_clean_stop(agent, steps, rollback_s
     step and starts with an empty replay, as any resume does.)
     """
     # B: asked for ``steps``, Ctrl-C in the update after its second report; evaluation on.
-    request = TrainRequest("maze-cheese", agent, seed=3, steps=steps, preset="debug", root=tmp_path / "b", eval_every=rollback_step)
+    request = TrainRequest(
+        "maze-cheese",
+        agent,
+        seed=3,
+        steps=steps,
+        preset="debug",
+        root=tmp_path / "b",
+        eval_every=rollback_step,
+    )
     with _interrupt_after_report(reports_before=2) as seen, pytest.raises(KeyboardInterrupt):
         train(request)
     assert seen["fired_at"] == 2, "the interrupt never fired"
@@ -184,28 +206,60 @@ def test_interrupt_mid_update_resumes_like_a_clean_stop(agent, steps, rollback_s
     assert [m for m in interrupted.metrics() if "eval/success" in m], "no evaluation on the curve"
 
     # A: asked for exactly ``rollback_step`` steps, finishes cleanly; no evaluation.
-    clean = train(TrainRequest("maze-cheese", agent, seed=3, steps=rollback_step, preset="debug", root=tmp_path / "a", eval_every=0))
+    clean = train(
+        TrainRequest(
+            "maze-cheese",
+            agent,
+            seed=3,
+            steps=rollback_step,
+            preset="debug",
+            root=tmp_path / "a",
+            eval_every=0,
+        )
+    )
     assert clean.latest_checkpoint()[0] == rollback_step
     _same(_weights(clean.latest_checkpoint()[1]), _weights(ckpt))
 
     # Both resume to ``steps``: the same numbers.
-    a = train(TrainRequest("maze-cheese", agent, seed=3, steps=steps, preset="debug", root=tmp_path / "a", eval_every=0, resume=True))
+    a = train(
+        TrainRequest(
+            "maze-cheese",
+            agent,
+            seed=3,
+            steps=steps,
+            preset="debug",
+            root=tmp_path / "a",
+            eval_every=0,
+            resume=True,
+        )
+    )
     b = train(dataclasses.replace(request, resume=True))
-    assert a.status == b.status == "complete" and a.latest_checkpoint()[0] == b.latest_checkpoint()[0] >= steps
+    assert (
+        a.status == b.status == "complete" and a.latest_checkpoint()[0] == b.latest_checkpoint()[0] >= steps
+    )
     _same(_weights(a.latest_checkpoint()[1]), _weights(b.latest_checkpoint()[1]))
     assert _curve(a) == _curve(b)
 
 
 def test_curve_on_the_true_objective_is_logged_and_named():
-    run = train(TrainRequest("maze-cheese", "test-counter", seed=6, steps=400, eval_every=100, eval_episodes=8))
+    run = train(
+        TrainRequest("maze-cheese", "test-counter", seed=6, steps=400, eval_every=100, eval_episodes=8)
+    )
     evals = [m for m in run.metrics() if "eval/success" in m]
     # Evaluated at the first report past each multiple of 100, and at the end.
     assert [m["step"] for m in evals] == [120, 200, 320, 400]
     assert all(0.0 <= m["eval/success"] <= 1.0 and m["eval/length"] > 0 for m in evals)
     assert run.info["curves"]["true_objective"] == "eval/success"
-    assert run.info["curves"]["eval"] == {**run.info["curves"]["eval"], "split": "train", "every": 100, "episodes": 8}
+    assert run.info["curves"]["eval"] == {
+        **run.info["curves"]["eval"],
+        "split": "train",
+        "every": 100,
+        "episodes": 8,
+    }
     off = train(TrainRequest("maze-cheese", "test-counter", seed=7, steps=400))  # short runs: off by default
-    assert not any("eval/success" in m for m in off.metrics()) and off.info["curves"]["true_objective"] is None
+    assert (
+        not any("eval/success" in m for m in off.metrics()) and off.info["curves"]["true_objective"] is None
+    )
 
 
 def test_evaluation_measures_the_task_not_a_constant():

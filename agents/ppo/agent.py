@@ -109,7 +109,9 @@ class PPOConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 2 <= self.batch_size <= self.num_envs * self.n_steps:
-            raise ValueError(f"batch_size must be in [2, num_envs * n_steps = {self.num_envs * self.n_steps}], got {self.batch_size}")
+            raise ValueError(
+                f"batch_size must be in [2, num_envs * n_steps = {self.num_envs * self.n_steps}], got {self.batch_size}"
+            )
         if self.network not in ("auto", "grid", "impala"):
             raise ValueError(f"network must be auto, grid or impala, got {self.network!r}")
         if self.explore_bonus < 0 or self.explore_steps < 0:
@@ -156,7 +158,9 @@ class PPOAgent(Agent):
     }  # fmt: skip
     default_steps = 1_000_000
 
-    def __init__(self, config: PPOConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+    def __init__(
+        self, config: PPOConfig, observation_space: gym.Space, action_space: gym.Space, seed: int
+    ) -> None:
         super().__init__(config, observation_space, action_space, seed)
         if not isinstance(action_space, gym.spaces.Discrete):
             raise MisgenError(f"ppo supports Discrete actions only, got {action_space}")
@@ -166,7 +170,9 @@ class PPOAgent(Agent):
         # depend only on its seed and the caller's global RNG state is left untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.policy = ActorCriticPolicy(observation_space, action_space, lambda _: config.lr, **self.policy_kwargs())
+            self.policy = ActorCriticPolicy(
+                observation_space, action_space, lambda _: config.lr, **self.policy_kwargs()
+            )
         self.policy.set_training_mode(False)
         self.n_updates = 0
         self.return_rms = RunningMeanStd(shape=())
@@ -187,12 +193,20 @@ class PPOAgent(Agent):
         """Keyword arguments of the SB3 policy: the extractor, no hidden MLP between it and the heads."""
         cfg = self.config
         if self.network == "impala":
-            extractor, kwargs = ImpalaCNN, {"features_dim": cfg.features_dim, "channels": tuple(cfg.impala_channels)}
+            extractor, kwargs = (
+                ImpalaCNN,
+                {"features_dim": cfg.features_dim, "channels": tuple(cfg.impala_channels)},
+            )
         else:
-            extractor, kwargs = GridCNN, {
-                "features_dim": cfg.features_dim, "channels": cfg.channels, "conv_layers": cfg.conv_layers,
-                "centre_channel": cfg.centre_channel,
-            }
+            extractor, kwargs = (
+                GridCNN,
+                {
+                    "features_dim": cfg.features_dim,
+                    "channels": cfg.channels,
+                    "conv_layers": cfg.conv_layers,
+                    "centre_channel": cfg.centre_channel,
+                },
+            )
         return {
             "net_arch": [],
             "features_extractor_class": extractor,
@@ -212,7 +226,9 @@ class PPOAgent(Agent):
         """
         x = torch.as_tensor(np.asarray(obs))
         if tuple(x.shape[1:]) != tuple(self.observation_space.shape):
-            raise MisgenError(f"ppo got observations of shape {tuple(x.shape[1:])}, trained on {self.observation_space.shape}")
+            raise MisgenError(
+                f"ppo got observations of shape {tuple(x.shape[1:])}, trained on {self.observation_space.shape}"
+            )
         features = self.policy.extract_features(x)
         latent_pi, latent_vf = self.policy.mlp_extractor(features)
         probs = torch.softmax(self.policy.action_net(latent_pi), dim=-1)
@@ -221,7 +237,11 @@ class PPOAgent(Agent):
             actions = probs.argmax(dim=-1)
         else:
             actions = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
-        extras = {"features": features.float().numpy(), "value": value.float().numpy(), "action_probs": probs.float().numpy()}
+        extras = {
+            "features": features.float().numpy(),
+            "value": value.float().numpy(),
+            "action_probs": probs.float().numpy(),
+        }
         return actions.numpy().astype(np.int64), state, extras
 
     # Learning -----------------------------------------------------------------------------------
@@ -243,12 +263,16 @@ class PPOAgent(Agent):
         """
         cfg = self.config
         if env.num_envs != cfg.num_envs:
-            raise MisgenError(f"ppo was configured for num_envs={cfg.num_envs}, got an env with {env.num_envs}")
+            raise MisgenError(
+                f"ppo was configured for num_envs={cfg.num_envs}, got an env with {env.num_envs}"
+            )
         if self.steps_done >= ctx.total_steps:
             return
         venv: VecEnv = MisgenSB3VecEnv(env)
         if venv.observation_space != self.observation_space or venv.action_space != self.action_space:
-            raise MisgenError(f"env spaces {venv.observation_space}, {venv.action_space} differ from the agent's")
+            raise MisgenError(
+                f"env spaces {venv.observation_space}, {venv.action_space} differ from the agent's"
+            )
         if cfg.explore_bonus > 0:
             venv = NoveltyBonusVecEnv(venv, self.explore_bonus_now, seed=ctx.seed)
         if cfg.normalize_reward:
@@ -289,7 +313,12 @@ class PPOAgent(Agent):
 
         model.after_update = after_update
         try:
-            model.learn(ctx.total_steps - self.steps_done, log_interval=None, reset_num_timesteps=False, progress_bar=False)
+            model.learn(
+                ctx.total_steps - self.steps_done,
+                log_interval=None,
+                reset_num_timesteps=False,
+                progress_bar=False,
+            )
         finally:
             model.after_update = None
             self.policy.set_training_mode(False)
@@ -324,7 +353,9 @@ class PPOAgent(Agent):
         so each tensor is saved once under its first name and the aliases are refilled on load.
         """
         first: dict[int, str] = {}
-        return {k: first.setdefault(v.data_ptr(), k) for k, v in self.policy.state_dict(keep_vars=True).items()}
+        return {
+            k: first.setdefault(v.data_ptr(), k) for k, v in self.policy.state_dict(keep_vars=True).items()
+        }
 
     def state_json(self) -> dict[str, Any]:
         rms = self.return_rms

@@ -62,7 +62,9 @@ class Measurement:
         return {**asdict(self), "steps_per_s": self.steps_per_s, "steps_per_cpu_s": self.steps_per_cpu_s}
 
 
-def time_steps(step: Callable[[int], None], batch: int, seconds: float, min_iters: int = 3, warmup: int = 2) -> tuple[int, float, float]:
+def time_steps(
+    step: Callable[[int], None], batch: int, seconds: float, min_iters: int = 3, warmup: int = 2
+) -> tuple[int, float, float]:
     """Call ``step(i)`` until ``seconds`` of wall time have passed; (env steps, wall s, CPU s)."""
     for i in range(warmup):
         step(i)
@@ -152,7 +154,11 @@ def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
 
 
 def run_env_bench(
-    out: Path, seconds: float, env_ids: list[str], batch_sizes: tuple[int, ...] = BATCH_SIZES, console: Console | None = None
+    out: Path,
+    seconds: float,
+    env_ids: list[str],
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    console: Console | None = None,
 ) -> dict[str, Any]:
     """Measure, print rich tables to ``console``, write the JSON to ``out`` and return it."""
     from rich.markup import escape
@@ -180,7 +186,9 @@ def run_env_bench(
     refs, ref_skipped = _available_references()
     skipped.update(ref_skipped)
 
-    jobs: list[tuple[str, Callable[[int, float], Measurement]]] = [(s.id, partial(bench_misgen_env, s.id)) for s in specs]
+    jobs: list[tuple[str, Callable[[int, float], Measurement]]] = [
+        (s.id, partial(bench_misgen_env, s.id)) for s in specs
+    ]
     jobs += list(refs.items())
     results: list[Measurement] = []
     with console.status("benchmarking envs") as status:

@@ -27,12 +27,16 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/bench/envs.json"), help="Where to write the JSON results."),
         seconds: float = typer.Option(2.0, help="Measuring time per (env, batch size)."),
         envs: str = typer.Option("", help="Comma-separated env ids (default: all available)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the JSON results on stdout (tables go to stderr)."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the JSON results on stdout (tables go to stderr)."
+        ),
     ) -> None:
         """Steps/s of every env at batch sizes 1, 16, 256 beside procgen and MiniGrid references."""
         from misgen.bench.envs import run_env_bench
 
-        record = run_env_bench(out=out, seconds=seconds, env_ids=[e for e in envs.split(",") if e], console=_console(as_json))
+        record = run_env_bench(
+            out=out, seconds=seconds, env_ids=[e for e in envs.split(",") if e], console=_console(as_json)
+        )
         if as_json:
             print(json.dumps(record, indent=2))
 
@@ -42,13 +46,19 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/bench/agents.json"), help="Where to write the JSON results."),
         seconds: float = typer.Option(20.0, help="Training time per agent."),
         agents: str = typer.Option("", help="Comma-separated agents (default: all trainable)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the JSON results on stdout (tables go to stderr)."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the JSON results on stdout (tables go to stderr)."
+        ),
     ) -> None:
         """Env-steps/s and updates/s of each agent class (and planner decisions/s) in one run."""
         from misgen.bench.agents import run_agent_bench
 
         record = run_agent_bench(
-            env_id=env, out=out, seconds=seconds, agent_names=[a for a in agents.split(",") if a], console=_console(as_json)
+            env_id=env,
+            out=out,
+            seconds=seconds,
+            agent_names=[a for a in agents.split(",") if a],
+            console=_console(as_json),
         )
         if as_json:
             print(json.dumps(record, indent=2))

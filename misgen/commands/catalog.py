@@ -27,7 +27,11 @@ def env_record(spec: Any) -> dict[str, Any]:
         "backend": spec.backend,
         "description": spec.description,
         "splits": {
-            s.name: {"seed_start": s.seed_start, "seed_stop": s.seed_stop, "kwargs": json.loads(json.dumps(dict(s.kwargs), default=str))}
+            s.name: {
+                "seed_start": s.seed_start,
+                "seed_stop": s.seed_stop,
+                "kwargs": json.loads(json.dumps(dict(s.kwargs), default=str)),
+            }
             for s in spec.splits.values()
         },
         "goals": [{"name": g.name, "role": g.role, "meaning": g.meaning} for g in spec.goals],
@@ -45,7 +49,9 @@ def agent_record(cls: Any, fields: bool = False) -> dict[str, Any]:
         "kind": cls.kind,
         "trainable": cls.trainable,
         "default_steps": cls.default_steps if cls.trainable else None,
-        "presets": {name: json.loads(json.dumps(values, default=str)) for name, values in cls.presets.items()},
+        "presets": {
+            name: json.loads(json.dumps(values, default=str)) for name, values in cls.presets.items()
+        },
         "description": _first_line(cls.__doc__),
     }
     if fields:
@@ -74,7 +80,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("agents")
     def agents(
-        name: str = typer.Argument(None, help="An agent: list its config fields (type, default, doc) and presets."),
+        name: str = typer.Argument(
+            None, help="An agent: list its config fields (type, default, doc) and presets."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """List agent classes (kind, presets, default budget), or one agent's config fields."""
@@ -95,7 +103,9 @@ def register(app: typer.Typer) -> None:
             for preset, values in record["presets"].items():
                 changes = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items()) or "(the defaults)"
                 console.print(f"preset [bold]{preset}[/]: {changes}", highlight=False)
-            console.print(f"set a field with: misgen train --agent {cls.name} --set FIELD=VALUE", highlight=False)
+            console.print(
+                f"set a field with: misgen train --agent {cls.name} --set FIELD=VALUE", highlight=False
+            )
             return
         if as_json:
             _print_json([agent_record(cls) for _, cls in AGENTS.items()])

@@ -26,7 +26,9 @@ def level_image(spec: Any, split: str, index: int) -> tuple[np.ndarray, int]:
     """RGB (H, W, 3) uint8 of level ``index`` of ``split`` and the level seed it shows."""
     sp = spec.split(split)
     if not 0 <= index < sp.seed_stop - sp.seed_start:
-        raise MisgenError(f"--seed must be in [0, {sp.seed_stop - sp.seed_start}) for split {split!r}, got {index}")
+        raise MisgenError(
+            f"--seed must be in [0, {sp.seed_stop - sp.seed_start}) for split {split!r}, got {index}"
+        )
     level_seed = sp.seed_start + index
     core = spec.core(split)
     if core is not None:

@@ -53,7 +53,15 @@ def register(app: typer.Typer) -> None:
         if backend not in ("local", "ray"):
             raise MisgenError(f"unknown backend {backend!r}; valid choices: local, ray")
         root = runs or runs_root()
-        jobs = expand_grid(_split_csv(env), _split_csv(agent), list(range(seeds)), steps=steps, preset=preset, episodes=episodes, root=str(root))
+        jobs = expand_grid(
+            _split_csv(env),
+            _split_csv(agent),
+            list(range(seeds)),
+            steps=steps,
+            preset=preset,
+            episodes=episodes,
+            root=str(root),
+        )
         results = run_sweep(jobs, backend=backend, workers=workers, ray_address=ray_address, console=console)
         _finish(results, root, out or root / "sweep-report")
 

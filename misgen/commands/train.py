@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Root seed of the run; all other seeds derive from it."),
         steps: int = typer.Option(None, help="Env steps to train (default: the agent's default)."),
         preset: str = typer.Option(None, help="Agent config preset, e.g. debug."),
-        set_: list[str] = typer.Option([], "--set", help="Config override key=value (env.<field>=... for the env)."),
+        set_: list[str] = typer.Option(
+            [], "--set", help="Config override key=value (env.<field>=... for the env)."
+        ),
         checkpoint_every: int = typer.Option(None, help="Env steps between checkpoints (default: steps/5)."),
         eval_every: int = typer.Option(
             None,
@@ -26,7 +28,9 @@ def register(app: typer.Typer) -> None:
             "(logged as eval/success, eval/return; default: 10 per run, none under 20,000 steps; 0: off).",
         ),
         eval_episodes: int = typer.Option(32, help="Episodes per evaluation."),
-        resume: bool = typer.Option(False, "--resume", help="Continue an existing run from its last checkpoint."),
+        resume: bool = typer.Option(
+            False, "--resume", help="Continue an existing run from its last checkpoint."
+        ),
         runs: Path = typer.Option(None, help="Runs root (default: $MISGEN_RUNS or ./runs)."),
     ) -> None:
         """Train AGENT on ENV's train split; checkpoints go to runs/<env>/<agent>/s<seed>-<hash>/.
@@ -52,5 +56,7 @@ def register(app: typer.Typer) -> None:
         )
         run = run_training(request, console)
         ckpt = run.latest_checkpoint()
-        console.print(f"[green]done[/]: {run.path} (status {run.status}, latest checkpoint step {ckpt[0] if ckpt else '-'})")
+        console.print(
+            f"[green]done[/]: {run.path} (status {run.status}, latest checkpoint step {ckpt[0] if ckpt else '-'})"
+        )
         console.print(f"next: misgen eval {run.path}")
