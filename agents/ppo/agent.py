@@ -43,11 +43,8 @@ POLICY_PREFIX = "policy."
 class PPOConfig:
     """PPO options (defaults: the ``small`` preset, tuned to learn maze-cheese fast on 2 CPU cores).
 
-    Tuning on maze-cheese (one torch thread each, train success over the last 100 training
-    episodes after ~8 minutes): board as observed 0.11-0.14 at 700k steps (plateau); centred on the
-    agent 0.26-0.32; + novelty bonus 0.58-0.62 (two seeds); + 2 epochs at lr 1e-3 (faster per
-    second) 0.64 at 680k steps. Six conv layers, gamma 0.97 or a weight-tied recurrent conv torso
-    did no better in the first 300k steps.
+    How the defaults were chosen (the variants tried on maze-cheese and their train success) is in
+    ``misgen/bench/MEASUREMENTS.md``.
 
     Attributes:
         num_envs: parallel envs; one rollout is ``num_envs * n_steps`` env steps.
