@@ -46,8 +46,7 @@ def get_env(name: str) -> EnvSpec:
 def _gym_make_single(
     misgen_env: str, split: str = "train", render_mode: str | None = None, **overrides: Any
 ) -> gym.Env:
-    spec = get_env(misgen_env)
-    return spec.make_single(spec, spec.split(split), overrides)
+    return get_env(misgen_env).single(split, overrides)
 
 
 def _gym_make_vector(
@@ -58,8 +57,7 @@ def _gym_make_vector(
     render_mode: str | None = None,
     **overrides: Any,
 ) -> gym.vector.VectorEnv:
-    spec = get_env(misgen_env)
-    return spec.make(split, num_envs, seed, overrides)
+    return get_env(misgen_env).make(split, num_envs, seed, overrides)
 
 
 ENVS.load_all()
