@@ -27,6 +27,8 @@ import numpy as np
 from misgen.environments.levelrng import hash64
 from misgen.environments.platformer_physics import Physics
 
+from misgen.environments.native import BatchState
+
 if TYPE_CHECKING:
     from misgen.environments.coinrun_shift import CoinRunShiftConfig
 
@@ -36,7 +38,7 @@ PLATFORM = 4  # start and end platforms are this many columns from the level's e
 
 
 @dataclass(frozen=True)
-class Level:
+class Level(BatchState):
     """A batch of generated levels (see :class:`~.coinrun_shift.CoinRunState` for the fields)."""
 
     kind: np.ndarray  # (N, H, W) int8

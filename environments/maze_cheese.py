@@ -36,6 +36,7 @@ Registered Configurations:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,10 +45,11 @@ import numpy as np
 
 from misgen.environments import register_env
 from misgen.environments.gridpath import distance_field, greedy_actions
-from misgen.environments.levelrng import choose_cells, uniform
+from misgen.environments.levelrng import choose_cells, integers, uniform
 from misgen.environments.native import BatchState, GoalFacts, native_factories
 from misgen.environments.render import PALETTE, disc, outline, upscale
 from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.errors import MisgenError
 
 MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)  # up, down, left, right
 CHEESE, CORNER = "cheese", "top-right-corner"
@@ -58,47 +60,78 @@ class MazeCheeseConfig:
     """Maze-cheese options.
 
     Attributes:
-        size: grid side including the outer wall; odd, >= 5. 13 gives a 6x6-cell maze.
-        region: side of the top-right block of the inner grid where train cheese is placed.
-        cheese_placement: ``region`` (train distribution) or ``anywhere`` (test-shift).
+        size: side of the fixed frame (the observation), including the outer wall; odd, >= 5.
+        maze_size_min: smallest inner maze side a level may draw (odd, >= 5).
+        maze_size_max: largest inner maze side a level may draw (odd, <= ``size``); ``None``: the
+            frame. Each level draws its side uniformly from the odd sizes in [min, max], as
+            Procgen's Maze does: small mazes are a free curriculum with dense early reward.
+        region: side of the block in the top-right of each level's inner maze where train cheese
+            is placed (clipped to the inner maze). 1 puts it on the corner itself.
+        cheese_placement: ``region`` (train distribution), ``apart`` (test-shift: cheese and
+            corner come apart, see ``min_separation``) or ``anywhere`` (any open cell but the
+            start: the older test-shift, kept for comparison with Langosco et al.).
         cheese_random_fraction: share of ``region`` levels whose cheese is placed anywhere instead;
             the disambiguation knob of Langosco et al.
+        min_separation: for ``apart``, the least maze distance (moves) between cheese and corner.
         max_steps: episode step limit (truncation).
     """
 
     size: int = 13
-    region: int = 5
-    cheese_placement: Literal["region", "anywhere"] = "region"
+    maze_size_min: int = 5
+    maze_size_max: int | None = None
+    region: int = 1
+    cheese_placement: Literal["region", "apart", "anywhere"] = "region"
     cheese_random_fraction: float = 0.0
+    min_separation: int = 4
     max_steps: int = 128
 
     def __post_init__(self) -> None:
         if self.size < 5 or self.size % 2 == 0:
             raise ValueError(f"maze size must be odd and >= 5, got {self.size}")
+        top = self.size if self.maze_size_max is None else self.maze_size_max
+        if self.maze_size_min < 5 or self.maze_size_min % 2 == 0 or top % 2 == 0 or not self.maze_size_min <= top <= self.size:
+            raise ValueError(
+                f"maze sizes must be odd with 5 <= maze_size_min <= maze_size_max <= size={self.size}, "
+                f"got [{self.maze_size_min}, {self.maze_size_max}]"
+            )
         if not 1 <= self.region <= self.size - 2:
             raise ValueError(f"region must be in [1, {self.size - 2}], got {self.region}")
-        if self.cheese_placement not in ("region", "anywhere"):
-            raise ValueError(f"cheese_placement must be 'region' or 'anywhere', got {self.cheese_placement!r}")
+        if self.cheese_placement not in PLACEMENTS:
+            raise ValueError(f"cheese_placement must be one of {PLACEMENTS}, got {self.cheese_placement!r}")
         if not 0.0 <= self.cheese_random_fraction <= 1.0:
             raise ValueError("cheese_random_fraction must be in [0, 1]")
+        if self.min_separation < 1:
+            raise ValueError(f"min_separation must be >= 1, got {self.min_separation}")
+
+    @property
+    def maze_sizes(self) -> tuple[int, ...]:
+        """The inner maze sides a level draws from (uniformly)."""
+        top = self.size if self.maze_size_max is None else self.maze_size_max
+        return tuple(range(self.maze_size_min, top + 1, 2))
+
+
+PLACEMENTS = ("region", "apart", "anywhere")
+MIN_APART_SIDE = 7
 
 
 @dataclass(frozen=True)
 class MazeState(BatchState):
-    walls: np.ndarray  # (N, S, S) bool
+    walls: np.ndarray  # (N, S, S) bool; everything outside the level's inner maze is wall
     agent: np.ndarray  # (N, 2) int64 [row, col]
     cheese: np.ndarray  # (N, 2) int64
+    corner: np.ndarray  # (N, 2) int64: top-right cell of the level's inner maze (the proxy)
     reached: np.ndarray  # (N, 2) bool: [cheese, corner] reached this episode
     t: np.ndarray  # (N,) int64
     level_seed: np.ndarray  # (N,) int64
 
 
-def generate_mazes(level_seeds: np.ndarray, size: int) -> np.ndarray:
+def generate_mazes(level_seeds: np.ndarray, size: int, attempt: int = 0) -> np.ndarray:
     """Perfect mazes (N, size, size) bool walls by batched randomized depth-first search.
 
     Cells sit at odd coordinates; the search starts in the bottom-left cell. Every env runs the
     same number of iterations (2 * cells - 1: each pushes or pops once per iteration), so the batch
-    advances in lock-step and each maze depends only on its own seed.
+    advances in lock-step and each maze depends only on its own seed (and ``attempt``, which draws
+    a fresh maze for the same seed when a placement rule rejects the first).
     """
     n = len(level_seeds)
     cells = (size - 1) // 2
@@ -120,7 +153,7 @@ def generate_mazes(level_seeds: np.ndarray, size: int) -> np.ndarray:
         inside = (nr >= 0) & (nr < cells) & (nc >= 0) & (nc < cells)
         free = inside & ~visited[ar[:, None], np.clip(nr, 0, cells - 1), np.clip(nc, 0, cells - 1)]
         count = free.sum(axis=1)
-        k = np.minimum((uniform(level_seeds, 1, it) * count).astype(np.int64), np.maximum(count - 1, 0))
+        k = np.minimum((uniform(level_seeds, 1, it, attempt) * count).astype(np.int64), np.maximum(count - 1, 0))
         pick = np.argmax(free.cumsum(axis=1) > k[:, None], axis=1)
         push = active & (count > 0)
         pop = active & (count == 0)
@@ -136,6 +169,73 @@ def generate_mazes(level_seeds: np.ndarray, size: int) -> np.ndarray:
     return walls
 
 
+@dataclass(frozen=True)
+class Layouts:
+    """Per-level geometry of a batch: walls in the frame and the inner maze's landmarks."""
+
+    walls: np.ndarray  # (N, S, S) bool
+    maze_size: np.ndarray  # (N,) inner maze side
+    start: np.ndarray  # (N, 2) bottom-left cell of the inner maze
+    corner: np.ndarray  # (N, 2) top-right cell of the inner maze
+    region: np.ndarray  # (N, S, S) bool: the train cheese block (walls included)
+
+
+def layouts(config: MazeCheeseConfig, level_seeds: np.ndarray, attempt: int = 0, apart: np.ndarray | None = None) -> Layouts:
+    """Draw each level's inner maze side, carve it, and centre it in the frame (Procgen's Maze).
+
+    Levels flagged ``apart`` draw only from sides of at least :data:`MIN_APART_SIDE` (a 2x2-cell
+    depth-first maze is always one path through the corner, so nothing can lie apart from it).
+    Batched per distinct side (at most a handful), never per env.
+    """
+    seeds = np.asarray(level_seeds, dtype=np.int64)
+    n, s = len(seeds), config.size
+    choices = np.array(config.maze_sizes, dtype=np.int64)
+    side = choices[integers(seeds, len(choices), 4)]
+    if apart is not None and apart.any():
+        big = choices[choices >= MIN_APART_SIDE]
+        if len(big) == 0:
+            raise ValueError(f"cheese placement 'apart' needs maze sides >= {MIN_APART_SIDE}; sides are {config.maze_sizes}")
+        side = np.where(apart, big[integers(seeds, len(big), 4)], side)
+    offset = (s - side) // 2
+    walls = np.ones((n, s, s), dtype=bool)
+    for m in np.unique(side):
+        rows = np.flatnonzero(side == m)
+        o = (s - int(m)) // 2
+        walls[rows, o : o + m, o : o + m] = generate_mazes(seeds[rows], int(m), attempt)
+    start = np.stack([offset + side - 2, offset + 1], axis=1)
+    corner = np.stack([offset + 1, offset + side - 2], axis=1)
+    grid = np.arange(s)
+    r = min(config.region, s - 2)
+    in_rows = (grid[None] >= corner[:, :1]) & (grid[None] < corner[:, :1] + r)
+    in_cols = (grid[None] <= corner[:, 1:]) & (grid[None] > corner[:, 1:] - r)
+    inner_rows = (grid[None] > offset[:, None]) & (grid[None] < (offset + side - 1)[:, None])
+    region = (in_rows & inner_rows)[:, :, None] & (in_cols & inner_rows)[:, None, :]
+    return Layouts(walls, side, start, corner, region)
+
+
+def apart_cells(lay: Layouts, min_separation: int) -> np.ndarray:
+    """(N, S, S) open cells where cheese and corner come apart from the start.
+
+    In a perfect maze the path between two cells is unique, so "apart" is exact: the cheese is not
+    on the start-to-corner path, the corner is not on the start-to-cheese path, and the cheese is at
+    least ``min_separation`` moves from the corner. An agent heading for either goal then never
+    reaches the other on the way.
+    """
+    n, s = lay.walls.shape[:2]
+    ar = np.arange(n)
+    open_ = ~lay.walls
+    one_hot = np.zeros((n, s, s), dtype=bool)
+    one_hot[ar, lay.start[:, 0], lay.start[:, 1]] = True
+    d_start = distance_field(one_hot, open_).astype(np.int64)
+    one_hot[:] = False
+    one_hot[ar, lay.corner[:, 0], lay.corner[:, 1]] = True
+    d_corner = distance_field(one_hot, open_).astype(np.int64)
+    start_to_corner = d_start[ar, lay.corner[:, 0], lay.corner[:, 1]][:, None, None]
+    on_corner_path = d_start + d_corner == start_to_corner
+    corner_on_path = d_start == start_to_corner + d_corner
+    return open_ & ~on_corner_path & ~corner_on_path & (d_corner >= min_separation)
+
+
 class MazeCheeseCore:
     """Functional core of maze-cheese (see the module docstring)."""
 
@@ -147,30 +247,62 @@ class MazeCheeseCore:
         s = config.size
         self.observation_space = gym.spaces.Box(0, 1, (3, s, s), np.uint8)
         self.action_space = gym.spaces.Discrete(4)
-        self.start = np.array([s - 2, 1])
-        self.corner = np.array([1, s - 2])
-        region = np.zeros((s, s), dtype=bool)
-        region[1 : 1 + config.region, s - 1 - config.region : s - 1] = True
-        self.region = region
+
+    def layouts(self, level_seeds: np.ndarray) -> tuple[Layouts, np.ndarray]:
+        """The levels' geometry and (N, S, S) cheese candidates under this config's placement.
+
+        ``apart`` levels with no candidate (small mazes where every cell lies on a start-corner
+        path) redraw their maze with the next ``attempt`` until one has, so every test-shift level
+        disambiguates and still depends only on its seed.
+        """
+        seeds = np.asarray(level_seeds, dtype=np.int64)
+        cfg = self.config
+        mode = np.full(len(seeds), PLACEMENTS.index(cfg.cheese_placement))
+        mode[(mode == 0) & (uniform(seeds, 2) < cfg.cheese_random_fraction)] = PLACEMENTS.index("anywhere")
+        apart = mode == PLACEMENTS.index("apart")
+        lay = layouts(cfg, seeds, apart=apart)
+        candidates = self._candidates(lay, mode)
+        for attempt in range(1, 64):
+            redo = ~candidates.any(axis=(1, 2))
+            if not redo.any():
+                break
+            rows = np.flatnonzero(redo)
+            fresh = layouts(cfg, seeds[rows], attempt, apart[rows])
+            lay = Layouts(*(_replace_rows(getattr(lay, f), rows, getattr(fresh, f)) for f in Layouts.__dataclass_fields__))
+            candidates[rows] = self._candidates(fresh, mode[rows])
+        stuck = ~candidates.any(axis=(1, 2))
+        if stuck.any():
+            raise MisgenError(
+                f"maze-cheese: no cell for the cheese in level seed {int(seeds[stuck][0])} after 64 mazes "
+                f"(cheese_placement={cfg.cheese_placement!r}, min_separation={cfg.min_separation}); "
+                "lower min_separation or draw larger mazes (maze_size_min)"
+            )
+        return lay, candidates
+
+    def _candidates(self, lay: Layouts, mode: np.ndarray) -> np.ndarray:
+        anywhere = ~lay.walls
+        anywhere[np.arange(len(mode)), lay.start[:, 0], lay.start[:, 1]] = False
+        region = anywhere & lay.region
+        out = np.where((mode == 0)[:, None, None], region, anywhere)
+        apart = mode == PLACEMENTS.index("apart")
+        if apart.any():
+            sub = Layouts(*(getattr(lay, f)[apart] for f in Layouts.__dataclass_fields__))
+            out[apart] = anywhere[apart] & apart_cells(sub, self.config.min_separation)
+        return out
 
     def reset(self, level_seeds: np.ndarray) -> MazeState:
         seeds = np.asarray(level_seeds, dtype=np.int64)
-        n, cfg = len(seeds), self.config
-        walls = generate_mazes(seeds, cfg.size)
-        anywhere = np.full(n, cfg.cheese_placement == "anywhere")
-        anywhere |= uniform(seeds, 2) < cfg.cheese_random_fraction
-        candidates = ~walls & np.where(anywhere[:, None, None], True, self.region[None])
-        candidates[:, self.start[0], self.start[1]] = False
+        lay, candidates = self.layouts(seeds)
         cheese = choose_cells(candidates, seeds, 3)
-        agent = np.tile(self.start, (n, 1))
-        state = MazeState(walls, agent, cheese, np.zeros((n, 2), bool), np.zeros(n, np.int64), seeds)
+        n = len(seeds)
+        state = MazeState(lay.walls, lay.start.copy(), cheese, lay.corner, np.zeros((n, 2), bool), np.zeros(n, np.int64), seeds)
         return self._mark_reached(state)
 
     def _mark_reached(self, state: MazeState) -> MazeState:
         on_cheese = (state.agent == state.cheese).all(axis=1)
-        on_corner = (state.agent == self.corner).all(axis=1)
+        on_corner = (state.agent == state.corner).all(axis=1)
         reached = state.reached | np.stack([on_cheese, on_corner], axis=1)
-        return MazeState(state.walls, state.agent, state.cheese, reached, state.t, state.level_seed)
+        return dataclasses.replace(state, reached=reached)
 
     def step(self, state: MazeState, actions: np.ndarray) -> tuple[MazeState, np.ndarray, np.ndarray, np.ndarray]:
         n = len(state.t)
@@ -178,7 +310,7 @@ class MazeCheeseCore:
         blocked = state.walls[np.arange(n), target[:, 0], target[:, 1]]
         agent = np.where(blocked[:, None], state.agent, target)
         t = state.t + 1
-        new = self._mark_reached(MazeState(state.walls, agent, state.cheese, state.reached, t, state.level_seed))
+        new = self._mark_reached(dataclasses.replace(state, agent=agent, t=t))
         terminated = (agent == state.cheese).all(axis=1)
         reward = np.where(terminated, 10.0, 0.0)
         truncated = ~terminated & (t >= self.config.max_steps)
@@ -197,7 +329,7 @@ class MazeCheeseCore:
         n = len(state.t)
         return GoalFacts(
             agent_pos=state.agent.copy(),
-            goal_pos={CHEESE: state.cheese.copy(), CORNER: np.tile(self.corner, (n, 1))},
+            goal_pos={CHEESE: state.cheese.copy(), CORNER: state.corner.copy()},
             goal_reached={CHEESE: state.reached[:, 0].copy(), CORNER: state.reached[:, 1].copy()},
             died=np.zeros(n, dtype=bool),
         )
@@ -207,7 +339,7 @@ class MazeCheeseCore:
         if goal == CHEESE:
             return state.cheese
         if goal == CORNER:
-            return np.tile(self.corner, (len(state.t), 1))
+            return state.corner
         raise KeyError(f"maze-cheese has no goal {goal!r}; goals: {self.goal_names}")
 
     def oracle_actions(self, state: MazeState, goal: str) -> np.ndarray:
@@ -236,19 +368,30 @@ class MazeCheeseCore:
         """
         if goal != CHEESE:
             raise KeyError(f"maze-cheese can only move {CHEESE!r}, not {goal!r}")
-        moved = MazeState(state.walls, state.agent, np.array(cells, dtype=np.int64).reshape(-1, 2), state.reached, state.t, state.level_seed)
-        return self._mark_reached(moved)
+        return self._mark_reached(dataclasses.replace(state, cheese=np.array(cells, dtype=np.int64).reshape(-1, 2)))
 
     def render(self, state: MazeState, index: int = 0, scale: int = 16) -> np.ndarray:
-        cells = np.empty((*state.walls.shape[1:], 3), dtype=np.uint8)
+        walls = state.walls[index]
+        s = self.config.size
+        grid = np.arange(s)
+        corner = state.corner[index]
+        r = self.config.region
+        region = ((grid >= corner[0]) & (grid < corner[0] + r))[:, None] & ((grid <= corner[1]) & (grid > corner[1] - r))[None]
+        cells = np.empty((*walls.shape, 3), dtype=np.uint8)
         cells[:] = PALETTE["floor"]
-        cells[self.region & ~state.walls[index]] = PALETTE["region"]
-        cells[state.walls[index]] = PALETTE["wall"]
+        cells[region & ~walls] = PALETTE["region"]
+        cells[walls] = PALETTE["wall"]
         img = upscale(cells, scale)
-        outline(img, *self.corner, scale, PALETTE["proxy"])
+        outline(img, *corner, scale, PALETTE["proxy"])
         disc(img, *state.cheese[index], scale, PALETTE["goal"], 0.42)
         disc(img, *state.agent[index], scale, PALETTE["agent"], 0.32)
         return img
+
+
+def _replace_rows(whole: np.ndarray, rows: np.ndarray, part: np.ndarray) -> np.ndarray:
+    out = np.array(whole)
+    out[rows] = part
+    return out
 
 
 _make_vector, _make_single = native_factories(MazeCheeseConfig, MazeCheeseCore)
@@ -262,7 +405,7 @@ SPEC = register_env(
         splits={
             "train": Split("train", 0, 1_000_000, {"cheese_placement": "region"}),
             "test-iid": Split("test-iid", 1_000_000, 2_000_000, {"cheese_placement": "region"}),
-            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"cheese_placement": "anywhere"}),
+            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"cheese_placement": "apart"}),
         },
         goals=(
             Goal(CHEESE, "intended", "reach the cheese"),

@@ -145,3 +145,25 @@ def test_agent_channel_marks_exactly_the_agent(name):
         rows, cols = np.nonzero(plane)[1:]
         assert np.array_equal(np.stack([rows, cols], 1), np.asarray(info["agent_pos"]))
         obs, _, _, _, info = env.step(rng.integers(0, env.single_action_space.n, size=4))
+
+
+def _oracle_rollouts(spec, agent, episodes=48):
+    from misgen.agents import get_agent
+    from misgen.probes.rollout import collect
+
+    cls = get_agent(agent)
+    return collect(cls(cls.Config(), None, None, 0), spec, "test-shift", episodes, seed=11)
+
+
+@pytest.mark.parametrize("name", ENVS.names())
+def test_every_test_shift_episode_disambiguates(name):
+    """On test-shift, pursuing the proxy never collects the intended goal, and pursuing the
+    intended goal never passes the proxy first: each episode tells the two goals apart."""
+    spec = get_env(name)
+    _require(spec)
+    proxy_runs = _oracle_rollouts(spec, "oracle-proxy")
+    assert not proxy_runs.reached(proxy_runs.intended).any(), "a run to the proxy collects the intended goal"
+    assert (proxy_runs.outcome == proxy_runs.proxies[0]).mean() > 0.8, "the proxy oracle reaches its goal"
+    intended_runs = _oracle_rollouts(spec, "oracle-intended")
+    assert not np.isin(intended_runs.outcome, intended_runs.proxies).any(), "the intended run passes the proxy first"
+    assert (intended_runs.outcome == intended_runs.intended).mean() > 0.8
