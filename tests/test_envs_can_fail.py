@@ -138,6 +138,16 @@ def test_agent_channel_check_catches_a_second_marked_cell(monkeypatch):
         T.test_agent_channel_marks_exactly_the_agent(NAME)
 
 
+def test_disambiguation_check_catches_a_test_shift_like_train(monkeypatch):
+    splits = get_env(NAME).splits
+    shift, train = splits["test-shift"], splits["train"]
+    # test-shift levels with the training goal placement: intended goal and proxy coincide again.
+    like_train = Split("test-shift", shift.seed_start, shift.seed_stop, train.kwargs)
+    _broken(monkeypatch, splits={**splits, "test-shift": like_train})
+    with pytest.raises(AssertionError):
+        T.test_every_test_shift_episode_disambiguates(NAME)
+
+
 def test_every_registry_wide_test_has_a_broken_counterpart():
     """A new registry-wide test in test_envs.py must get a broken-env check here too."""
     wide = {n for n, f in vars(T).items() if n.startswith("test_") and hasattr(f, "pytestmark")}
@@ -148,6 +158,7 @@ def test_every_registry_wide_test_has_a_broken_counterpart():
         "test_levels_come_from_their_split_and_info_has_goal_facts",
         "test_gymnasium_registration",
         "test_agent_channel_marks_exactly_the_agent",
+        "test_every_test_shift_episode_disambiguates",
     }
     assert wide <= covered, f"registry-wide tests without a broken-env check: {sorted(wide - covered)}"
 
