@@ -206,33 +206,13 @@ def test_interrupt_mid_update_resumes_like_a_clean_stop(agent, steps, rollback_s
     assert [m for m in interrupted.metrics() if "eval/success" in m], "no evaluation on the curve"
 
     # A: asked for exactly ``rollback_step`` steps, finishes cleanly; no evaluation.
-    clean = train(
-        TrainRequest(
-            "maze-cheese",
-            agent,
-            seed=3,
-            steps=rollback_step,
-            preset="debug",
-            root=tmp_path / "a",
-            eval_every=0,
-        )
-    )
+    plain = dataclasses.replace(request, root=tmp_path / "a", eval_every=0)
+    clean = train(dataclasses.replace(plain, steps=rollback_step))
     assert clean.latest_checkpoint()[0] == rollback_step
     _same(_weights(clean.latest_checkpoint()[1]), _weights(ckpt))
 
     # Both resume to ``steps``: the same numbers.
-    a = train(
-        TrainRequest(
-            "maze-cheese",
-            agent,
-            seed=3,
-            steps=steps,
-            preset="debug",
-            root=tmp_path / "a",
-            eval_every=0,
-            resume=True,
-        )
-    )
+    a = train(dataclasses.replace(plain, resume=True))
     b = train(dataclasses.replace(request, resume=True))
     assert (
         a.status == b.status == "complete" and a.latest_checkpoint()[0] == b.latest_checkpoint()[0] >= steps
