@@ -168,7 +168,9 @@ def test_json_catalogs(tmp_path):
         "test-shift",
     }
     agents = json.loads(misgen("agents", "--json", runs=tmp_path).stdout)
-    assert [a["name"] for a in agents] == [n for n in AGENTS.names() if not n.startswith("test-")]  # test doubles live in-process
+    assert [a["name"] for a in agents] == [
+        n for n in AGENTS.names() if not n.startswith("test-")
+    ]  # test doubles live in-process
     ppo = json.loads(misgen("agents", "ppo", "--json", runs=tmp_path).stdout)
     fields = {f["name"]: f for f in ppo["config"]}
     assert (

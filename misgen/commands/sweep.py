@@ -70,7 +70,9 @@ def register(app: typer.Typer) -> None:
         env: str = typer.Option("maze-cheese", "--env", "-e", help="Environment."),
         agents: str = typer.Option("ppo,dreamer,planner", help="Agent classes, comma-separated."),
         seeds: int = typer.Option(1, help="Seeds per agent class."),
-        budget: str = typer.Option("quick", help="quick (a short study; times in misgen/bench/MEASUREMENTS.md) or full."),
+        budget: str = typer.Option(
+            "quick", help="quick (a short study; times in misgen/bench/MEASUREMENTS.md) or full."
+        ),
         workers: int = typer.Option(None, help="Parallel jobs (default: the number of cores)."),
         runs: Path = typer.Option(None, help="Runs root (default: $MISGEN_RUNS or ./runs)."),
         out: Path = typer.Option(None, help="Report folder (default: <runs>/<env>/study-<budget>)."),
