@@ -254,3 +254,12 @@ def test_evaluation_measures_the_task_not_a_constant():
     bad = evaluate_policy(randomly, spec, {}, 32, seed=1)
     assert good["eval/success"] == 1.0 and good["eval/return"] > 0
     assert bad["eval/success"] < 0.5 and bad["eval/length"] > good["eval/length"]
+
+
+def test_on_progress_sees_every_report():
+    seen = []
+    run = train(
+        TrainRequest("maze-cheese", "test-counter", seed=8, steps=200),
+        on_progress=lambda s, t: seen.append((s, t)),
+    )
+    assert seen == [(m["step"], 200) for m in run.metrics()] and seen[-1] == (200, 200)
