@@ -71,8 +71,12 @@ def register(app: typer.Typer) -> None:
         minutes: float = typer.Option(20.0, help="Training time limit per run (evaluation excluded)."),
         eval_every: int = typer.Option(16_384, help="Env steps between bonus-free evaluations."),
         eval_episodes: int = typer.Option(100, help="Train-split episodes per evaluation."),
-        preset: str = typer.Option("", help="Agent config preset for every run (default: each agent's defaults)."),
-        set_: list[str] = typer.Option([], "--set", help="Config override key=value for every run (env.<field> for the env)."),
+        preset: str = typer.Option(
+            "", help="Agent config preset for every run (default: each agent's defaults)."
+        ),
+        set_: list[str] = typer.Option(
+            [], "--set", help="Config override key=value for every run (env.<field> for the env)."
+        ),
         out: Path = typer.Option(Path("runs/bench/learn.json"), help="Where to write the JSON results."),
     ) -> None:
         """Wall time and env steps to 0.5 / 0.8 / 0.9 train success per agent class and seed."""
