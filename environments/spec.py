@@ -158,6 +158,10 @@ class EnvSpec:
         """Build a batched env on ``split`` whose level sampling is seeded by ``seed``."""
         return self.make_vector(self, self.split(split), num_envs, seed, dict(overrides or {}))
 
+    def single(self, split: str, overrides: Mapping[str, Any] | None = None) -> gym.Env:
+        """One (non-batched) env on ``split``, as ``gymnasium.make`` and the env checker use it."""
+        return self.make_single(self, self.split(split), dict(overrides or {}))
+
     def config(self, split: str, overrides: Mapping[str, Any] | None = None) -> Any:
         """The resolved env config of ``split``: defaults, the split's kwargs, then ``overrides``.
 

@@ -197,24 +197,6 @@ def test_resume_continues_from_steps_done(tmp_path):
     assert loaded.steps_done == 512
 
 
-def test_keyboard_interrupt_propagates_with_consistent_weights():
-    agent = make_agent(seed=1)
-    env = SPEC.make("train", DEBUG.num_envs, 1)
-    seen: list[tuple[int, dict[str, torch.Tensor]]] = []
-
-    class Ctx(SimpleContext):
-        def report(self, step, metrics):
-            seen.append((step, {k: v.clone() for k, v in agent.tensors().items()}))
-            if len(seen) == 2:
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        agent.learn(env, Ctx(total_steps=10_000, seed=1))
-    step, weights = seen[-1]
-    assert agent.steps_done == step == 256
-    assert all(torch.equal(v, weights[k]) for k, v in agent.tensors().items())
-
-
 def test_corrupt_or_mismatched_weights_raise_misgen_error(tmp_path):
     agent = make_agent()
     save_agent(agent, tmp_path / "good")
