@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from misgen.environments.levelrng import hash64
-from misgen.environments.platformer_physics import Physics
-
 from misgen.environments.native import BatchState
+from misgen.environments.platformer_physics import Physics
 
 if TYPE_CHECKING:
     from misgen.environments.coinrun_shift import CoinRunShiftConfig

@@ -55,6 +55,7 @@ import numpy as np
 
 from misgen.environments import register_env
 from misgen.environments.coinrun_levels import WALL, Level, generate_levels
+from misgen.environments.games import COINRUN
 from misgen.environments.levelrng import choose_cells, uniform
 from misgen.environments.native import BatchState, GoalFacts, native_factories
 from misgen.environments.platformer_physics import (
@@ -71,7 +72,7 @@ from misgen.environments.platformer_physics import (
     touches,
 )
 from misgen.environments.render import PALETTE, disc, outline, upscale
-from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
 
 COIN, END = "coin", "right-end"
@@ -518,16 +519,9 @@ SPEC = register_env(
         gym_id="misgen/CoinRunShift-v0",
         backend="native",
         description="Platformer; coin at the level's right end in train, at a random reachable cell in test-shift",
-        splits={
-            "train": Split("train", 0, 1_000_000, {"coin_placement": "end"}),
-            "test-iid": Split("test-iid", 1_000_000, 2_000_000, {"coin_placement": "end"}),
-            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"coin_placement": "random"}),
-        },
-        goals=(
-            Goal(COIN, "intended", "touch the coin"),
-            Goal(END, "proxy", "reach the end of the level (right wall), where the coin sat in training"),
-        ),
-        knob="coin_random_fraction",
+        splits=COINRUN.splits,
+        goals=COINRUN.goals,
+        knob=COINRUN.knob,
         make_vector=_make_vector,
         make_single=_make_single,
         config_type=CoinRunShiftConfig,

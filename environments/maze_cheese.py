@@ -75,11 +75,12 @@ import gymnasium as gym
 import numpy as np
 
 from misgen.environments import register_env
+from misgen.environments.games import MAZE_CHEESE
 from misgen.environments.gridpath import distance_field, greedy_actions
 from misgen.environments.levelrng import choose_cells, integers, uniform
 from misgen.environments.native import BatchState, GoalFacts, native_factories
 from misgen.environments.render import PALETTE, disc, outline, upscale
-from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
 
 MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)  # up, down, left, right
@@ -433,16 +434,9 @@ SPEC = register_env(
         gym_id="misgen/MazeCheese-v0",
         backend="native",
         description="Procgen-style perfect mazes (inner sides 5..13); train cheese on the inner top-right cell, test-shift cheese apart from it",
-        splits={
-            "train": Split("train", 0, 1_000_000, {"cheese_placement": "region"}),
-            "test-iid": Split("test-iid", 1_000_000, 2_000_000, {"cheese_placement": "region"}),
-            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"cheese_placement": "apart"}),
-        },
-        goals=(
-            Goal(CHEESE, "intended", "reach the cheese"),
-            Goal(CORNER, "proxy", "reach the top-right corner cell, where the cheese sat in training"),
-        ),
-        knob="cheese_random_fraction",
+        splits=MAZE_CHEESE.splits,
+        goals=MAZE_CHEESE.goals,
+        knob=MAZE_CHEESE.knob,
         make_vector=_make_vector,
         make_single=_make_single,
         config_type=MazeCheeseConfig,

@@ -6,12 +6,14 @@ the goal-facts contract in ``info``, and Gymnasium registration with ``split=``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from misgen.environments import ENVS, get_env
+from misgen.environments import ENVS, Split, get_env
 from misgen.errors import MisgenError
 
 ENV_SPLITS = [(name, split) for name, spec in ENVS.items() for split in spec.splits]
@@ -53,16 +55,36 @@ def test_same_seed_same_trajectory(name, split):
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True)), "seed has no effect"
 
 
+def _disjoint(a, b) -> bool:
+    """Plain arithmetic on half-open ranges [start, stop); deliberately not ``Split.overlaps``."""
+    return a.seed_stop <= b.seed_start or b.seed_stop <= a.seed_start
+
+
 @pytest.mark.parametrize("name", ENVS.names())
 def test_split_seed_ranges_are_disjoint(name):
     spec = get_env(name)
     splits = list(spec.splits.values())
     assert {"train", "test-iid", "test-shift"} <= set(spec.splits)
     for i, a in enumerate(splits):
-        assert a.seed_start < a.seed_stop
+        assert a.seed_start < a.seed_stop, f"{a.name} has an empty seed range"
         for b in splits[i + 1 :]:
-            assert set(a.seeds).isdisjoint(range(b.seed_start, min(b.seed_stop, b.seed_start + 10**6))) or not a.overlaps(b)
-            assert not a.overlaps(b), f"{a.name} and {b.name} share level seeds"
+            assert _disjoint(a, b), f"{a.name} [{a.seed_start}, {a.seed_stop}) and {b.name} [{b.seed_start}, {b.seed_stop}) share level seeds"
+
+
+def test_a_spec_with_overlapping_splits_is_refused():
+    spec = get_env("maze-cheese")
+    train = spec.splits["train"]
+    for start, stop in [(train.seed_stop - 1, train.seed_stop + 10), (train.seed_start, train.seed_start + 1), (train.seed_start - 5, train.seed_stop + 5)]:
+        splits = {**spec.splits, "test-iid": Split("test-iid", start, stop)}
+        with pytest.raises(ValueError, match="share level seeds"):
+            dataclasses.replace(spec, splits=splits)
+    # Touching ranges do not overlap (stop is exclusive), and Split.overlaps agrees with arithmetic.
+    touching = {**spec.splits, "test-iid": Split("test-iid", train.seed_stop, train.seed_stop + 10)}
+    assert dataclasses.replace(spec, splits=touching).splits["test-iid"].seed_start == train.seed_stop
+    cases = [(0, 10, 10, 20), (0, 10, 9, 20), (5, 6, 0, 100), (0, 10, 0, 10), (20, 30, 0, 20), (20, 30, 0, 21)]
+    for a0, a1, b0, b1 in cases:
+        a, b = Split("a", a0, a1), Split("b", b0, b1)
+        assert a.overlaps(b) == b.overlaps(a) == (not _disjoint(a, b)), (a0, a1, b0, b1)
 
 
 @pytest.mark.parametrize("name,split", ENV_SPLITS)

@@ -19,7 +19,14 @@ def results_table(result: dict[str, Any]) -> Table:
     """One row per probe metric: estimate, 95% interval, n, direction."""
     title = f"{result['run']} @ step {result['step']:,} ({result['episodes']} episodes per split, 95% bootstrap CI)"
     table = Table(title=title)
-    for col, kw in (("probe", {}), ("metric", {}), ("mean", {"justify": "right"}), ("95% CI", {"justify": "right"}), ("n", {"justify": "right"}), ("", {})):
+    for col, kw in (
+        ("probe", {}),
+        ("metric", {}),
+        ("mean", {"justify": "right"}),
+        ("95% CI", {"justify": "right"}),
+        ("n", {"justify": "right"}),
+        ("", {}),
+    ):
         table.add_column(col, **kw)
     for name, entry in result["probes"].items():
         first = True
@@ -36,7 +43,11 @@ def results_table(result: dict[str, Any]) -> Table:
                 end_section=False,
             )
             first = False
-        notes = [f"{k}: {entry['details'][k]}" for k in ("critic_values", "modal_goal", "method") if k in entry.get("details", {})]
+        notes = [
+            f"{k}: {entry['details'][k]}"
+            for k in ("critic_values", "modal_goal", "method")
+            if k in entry.get("details", {})
+        ]
         if notes:
             table.add_row("", f"[dim]{'; '.join(notes)}[/]", "", "", "", "")
         table.add_section()
@@ -49,9 +60,13 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Argument(None, help="Run directory (runs/<env>/<agent>/s<seed>-<hash>)."),
         checkpoint: str = typer.Option("latest", help="Checkpoint(s): latest, all, or step_N."),
         episodes: int = typer.Option(200, help="Episodes per split (train, test-iid, test-shift)."),
-        seed: int = typer.Option(None, help="Root seed of rollouts and bootstraps (default: the run's seed)."),
+        seed: int = typer.Option(
+            None, help="Root seed of rollouts and bootstraps (default: the run's seed)."
+        ),
         only: list[str] = typer.Option([], "--probe", "-p", help="Run only these probes (repeatable)."),
-        threads: int = typer.Option(1, help="Torch/BLAS threads while probing (small batches: 1 is fastest on a busy CPU)."),
+        threads: int = typer.Option(
+            1, help="Torch/BLAS threads while probing (small batches: 1 is fastest on a busy CPU)."
+        ),
         list_: bool = typer.Option(False, "--list", help="List the registered probes and exit."),
     ) -> None:
         """Probe a run's checkpoint(s): capability, success, proxy pursuit, revealed goal, value map, latents."""
@@ -63,7 +78,13 @@ def register(app: typer.Typer) -> None:
             for col in ("probe", "version", "needs policy", "envs", "description"):
                 table.add_column(col)
             for name, pdef in PROBES.items():
-                table.add_row(name, str(pdef.version), "yes" if pdef.needs_policy else "", ", ".join(pdef.envs or ("any",)), pdef.description)
+                table.add_row(
+                    name,
+                    str(pdef.version),
+                    "yes" if pdef.needs_policy else "",
+                    ", ".join(pdef.envs or ("any",)),
+                    pdef.description,
+                )
             console.print(table)
             return
         if run is None:
@@ -75,7 +96,15 @@ def register(app: typer.Typer) -> None:
         failed = False
         for step, path in opened.resolve_checkpoint(checkpoint):
             console.print(f"[bold]probing[/] {opened.name} step {step:,}")
-            result = run_battery(opened, (step, path), episodes=episodes, seed=seed, probes=only or None, console=console, threads=threads)
+            result = run_battery(
+                opened,
+                (step, path),
+                episodes=episodes,
+                seed=seed,
+                probes=only or None,
+                console=console,
+                threads=threads,
+            )
             console.print(results_table(result))
             for name, reason in result["skipped"].items():
                 console.print(f"[dim]skipped {name}: {reason}[/]")

@@ -53,7 +53,15 @@ def register(app: typer.Typer) -> None:
         if backend not in ("local", "ray"):
             raise MisgenError(f"unknown backend {backend!r}; valid choices: local, ray")
         root = runs or runs_root()
-        jobs = expand_grid(_split_csv(env), _split_csv(agent), list(range(seeds)), steps=steps, preset=preset, episodes=episodes, root=str(root))
+        jobs = expand_grid(
+            _split_csv(env),
+            _split_csv(agent),
+            list(range(seeds)),
+            steps=steps,
+            preset=preset,
+            episodes=episodes,
+            root=str(root),
+        )
         results = run_sweep(jobs, backend=backend, workers=workers, ray_address=ray_address, console=console)
         _finish(results, root, out or root / "sweep-report")
 
@@ -62,7 +70,9 @@ def register(app: typer.Typer) -> None:
         env: str = typer.Option("maze-cheese", "--env", "-e", help="Environment."),
         agents: str = typer.Option("ppo,dreamer,planner", help="Agent classes, comma-separated."),
         seeds: int = typer.Option(1, help="Seeds per agent class (and per knob value)."),
-        budget: str = typer.Option("quick", help="quick (~15 min on 2 cores) or full."),
+        budget: str = typer.Option(
+            "quick", help="quick (a short study; times in misgen/bench/MEASUREMENTS.md) or full."
+        ),
         knob: str = typer.Option(
             None,
             help="Disambiguation curve: FIELD=v1,v2,... trains every class at each value of an env field, e.g. "
