@@ -101,7 +101,9 @@ def parse_knob(env: str, text: str) -> Knob:
     if not sep or not name or not raw.strip():
         raise MisgenError(f"bad --knob {text!r}: expected FIELD=v1,v2,...{hint}")
     if name not in fields:
-        raise MisgenError(f"unknown --knob field {name!r} for env {spec.id!r}{hint}; valid: {', '.join(fields)}")
+        raise MisgenError(
+            f"unknown --knob field {name!r} for env {spec.id!r}{hint}; valid: {', '.join(fields)}"
+        )
     values = []
     for item in (v.strip() for v in raw.split(",")):
         if not item:

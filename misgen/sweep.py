@@ -62,7 +62,9 @@ class Job:
 
     @property
     def label(self) -> str:
-        env_sets = ", ".join(f"{k.removeprefix('env.')}={v}" for k, v in sorted(self.overrides.items()) if k.startswith("env."))
+        env_sets = ", ".join(
+            f"{k.removeprefix('env.')}={v}" for k, v in sorted(self.overrides.items()) if k.startswith("env.")
+        )
         return f"{self.env} / {self.agent} / seed {self.seed}" + (f" / {env_sets}" if env_sets else "")
 
 
@@ -125,9 +127,7 @@ def probe_pending(run: Any, which: str, episodes: int, console: Console) -> list
     return probed
 
 
-def expand_grid(
-    envs: Sequence[str], agents: Sequence[str], seeds: Sequence[int], **common: Any
-) -> list[Job]:
+def expand_grid(envs: Sequence[str], agents: Sequence[str], seeds: Sequence[int], **common: Any) -> list[Job]:
     """Every (env, agent, seed) combination, validated up front so a typo fails before any work."""
     from misgen.agents import get_agent
     from misgen.environments import get_env
@@ -192,9 +192,19 @@ def _job_progress(job: Job) -> JobProgress:
     try:
         from misgen.train import TrainRequest, resolve
 
-        resolved = resolve(TrainRequest(env=job.env, agent=job.agent, seed=job.seed, steps=job.steps, preset=job.preset,
-                                        overrides=dict(job.overrides), checkpoint_every=job.checkpoint_every,
-                                        resume=True, root=Path(job.root) if job.root else None))
+        resolved = resolve(
+            TrainRequest(
+                env=job.env,
+                agent=job.agent,
+                seed=job.seed,
+                steps=job.steps,
+                preset=job.preset,
+                overrides=dict(job.overrides),
+                checkpoint_every=job.checkpoint_every,
+                resume=True,
+                root=Path(job.root) if job.root else None,
+            )
+        )
         return JobProgress(resolved.run_dir / "metrics.jsonl", int(resolved.steps))
     except Exception:  # noqa: BLE001 - a job that cannot resolve fails in its worker, with its error
         return JobProgress(None, 0)
@@ -244,7 +254,9 @@ class JobBoard:
         own = self.progress[i].rate
         if own:
             return own
-        same = [p.rate for j, p in enumerate(self.progress) if p.rate and self.jobs[j].agent == self.jobs[i].agent]
+        same = [
+            p.rate for j, p in enumerate(self.progress) if p.rate and self.jobs[j].agent == self.jobs[i].agent
+        ]
         every = [p.rate for p in self.progress if p.rate]
         pool = same or every
         return sum(pool) / len(pool) if pool else None
@@ -255,8 +267,11 @@ class JobBoard:
         left = [i for i, s in enumerate(self.state) if s in ("queued", "submitted", "running")]
         if not left:
             return 0.0
-        after = [r.wall_s - (self.progress[i].trained_at - self.started[i]) for i, r in self.results.items()
-                 if r.status == "done" and self.progress[i].trained_at is not None and i in self.started]
+        after = [
+            r.wall_s - (self.progress[i].trained_at - self.started[i])
+            for i, r in self.results.items()
+            if r.status == "done" and self.progress[i].trained_at is not None and i in self.started
+        ]
         overhead = sum(after) / len(after) if after else 0.0
         total = 0.0
         for i in left:
@@ -277,7 +292,10 @@ class JobBoard:
     def summary(self) -> str:
         counts = {s: self.state.count(s) for s in ("queued", "submitted", "running", "done", "failed")}
         counts = {k: v for k, v in counts.items() if v or k != "submitted"}
-        return "  ".join(f"{k} {v}" for k, v in counts.items()) + f"   elapsed {_duration(time.monotonic() - self.t0)}   overall ETA {self.eta()}"
+        return (
+            "  ".join(f"{k} {v}" for k, v in counts.items())
+            + f"   elapsed {_duration(time.monotonic() - self.t0)}   overall ETA {self.eta()}"
+        )
 
     def job_line(self, i: int) -> str:
         """One plain line for job ``i`` (non-terminal output)."""
@@ -297,12 +315,22 @@ class JobBoard:
         table = Table(title=f"sweep: {self.summary()}")
         for col in ("job", "state", "time", "run / error"):
             table.add_column(col)
-        colours = {"queued": "dim", "submitted": "cyan", "running": "yellow", "done": "green", "failed": "red"}
+        colours = {
+            "queued": "dim",
+            "submitted": "cyan",
+            "running": "yellow",
+            "done": "green",
+            "failed": "red",
+        }
         for i, job in enumerate(self.jobs):
             result = self.results.get(i)
             if result is not None:
                 elapsed = f"{result.wall_s:.0f}s"
-                where = (result.run_path or "") if result.status == "done" else (result.error or "").splitlines()[0]
+                where = (
+                    (result.run_path or "")
+                    if result.status == "done"
+                    else (result.error or "").splitlines()[0]
+                )
             else:
                 elapsed = f"{time.monotonic() - self.started[i]:.0f}s" if i in self.started else ""
                 where = ""
@@ -335,12 +363,16 @@ class LiveDisplay:
                 p = self.board.progress[i]
                 active = state == "running" or (state == "submitted" and p.first_step is not None)
                 if active and i not in self.tasks and p.total:
-                    self.tasks[i] = self.bars.add_task(self.board.jobs[i].label, total=p.total, completed=p.step, status="")
+                    self.tasks[i] = self.bars.add_task(
+                        self.board.jobs[i].label, total=p.total, completed=p.step, status=""
+                    )
                 if i in self.tasks:
                     if state in ("done", "failed"):
                         self.bars.remove_task(self.tasks.pop(i))
                     else:
-                        self.bars.update(self.tasks[i], completed=p.step, status="probing" if p.trained_at else "")
+                        self.bars.update(
+                            self.tasks[i], completed=p.step, status="probing" if p.trained_at else ""
+                        )
             return Group(self.board.table(), self.bars.get_renderable())
 
     def update(self) -> None:
@@ -381,10 +413,18 @@ class LineDisplay:
                 if changed or due:
                     self.seen[i] = state
                     self.last[i] = now
-                    self.console.print(f"{time.strftime('%H:%M:%S')} {self.board.job_line(i)}   [{self.board.summary()}]", highlight=False, markup=False, soft_wrap=True)
+                    self.console.print(
+                        f"{time.strftime('%H:%M:%S')} {self.board.job_line(i)}   [{self.board.summary()}]",
+                        highlight=False,
+                        markup=False,
+                        soft_wrap=True,
+                    )
 
     def __enter__(self) -> LineDisplay:
-        self.console.print(f"{time.strftime('%H:%M:%S')} sweep of {len(self.board.jobs)} jobs on {self.board.workers} worker(s)", highlight=False)
+        self.console.print(
+            f"{time.strftime('%H:%M:%S')} sweep of {len(self.board.jobs)} jobs on {self.board.workers} worker(s)",
+            highlight=False,
+        )
         self.thread.start()
         return self
 
@@ -448,7 +488,9 @@ def _run_local(jobs: Sequence[Job], board: JobBoard, display: Display, workers: 
                 try:
                     board.finish(i, future.result())
                 except Exception as err:  # noqa: BLE001 - e.g. a worker killed by the OS
-                    board.finish(i, JobResult(jobs[i], "failed", None, 0.0, error=f"{type(err).__name__}: {err}"))
+                    board.finish(
+                        i, JobResult(jobs[i], "failed", None, 0.0, error=f"{type(err).__name__}: {err}")
+                    )
             display.update()
 
 
@@ -474,7 +516,9 @@ def _run_ray(jobs: Sequence[Job], board: JobBoard, display: Display, cpus: int, 
                 try:
                     board.finish(i, ray.get(ref))
                 except Exception as err:  # noqa: BLE001
-                    board.finish(i, JobResult(jobs[i], "failed", None, 0.0, error=f"{type(err).__name__}: {err}"))
+                    board.finish(
+                        i, JobResult(jobs[i], "failed", None, 0.0, error=f"{type(err).__name__}: {err}")
+                    )
             display.update()
     finally:
         if started_here:

@@ -39,7 +39,12 @@ NUMBERS = {
     "oracle-intended": (0.95, 0.9, 0.97, 0.0, 150),
     "oracle-proxy": (0.95, 0.9, 0.31, 1.0, 150),
 }
-KINDS = {"ppo": "model-free", "planner": "planning", "oracle-intended": "scripted", "oracle-proxy": "scripted"}
+KINDS = {
+    "ppo": "model-free",
+    "planner": "planning",
+    "oracle-intended": "scripted",
+    "oracle-proxy": "scripted",
+}
 
 
 def _probe_json(agent: str, shift: float | None = None) -> dict:
@@ -49,7 +54,11 @@ def _probe_json(agent: str, shift: float | None = None) -> dict:
     return {
         "intended-success": {
             "version": 1,
-            "metrics": {"train": _estimate(train), "test-iid": _estimate(iid), "test-shift": _estimate(shift)},
+            "metrics": {
+                "train": _estimate(train),
+                "test-iid": _estimate(iid),
+                "test-shift": _estimate(shift),
+            },
             "higher_is_better": {"train": True, "test-iid": True, "test-shift": True},
             "chance": chance,
         },
@@ -64,25 +73,41 @@ def _probe_json(agent: str, shift: float | None = None) -> dict:
             "metrics": {"proxy_first_given_capable": _estimate(pf, pf_n), "proxy_first": _estimate(pf * 0.8)},
             "higher_is_better": {"proxy_first_given_capable": False, "proxy_first": False},
             "chance": {"proxy_first_given_capable": _estimate(0.45, 30)},
-            "details": {"conditioning": "capable episodes on discriminating levels (neither goal on a shortest path to the other)"},
+            "details": {
+                "conditioning": "capable episodes on discriminating levels (neither goal on a shortest path to the other)"
+            },
         },
         "goal-consistency": {
             "version": 1,
             "metrics": {"consistency": _estimate(0.7), "within_episode": _estimate(0.83)},
             "higher_is_better": {"consistency": True, "within_episode": True},
         },
-        "latent-knowledge": {"version": 1, "metrics": {"goal_decoding_accuracy": _estimate(0.0)}, "higher_is_better": {}},
+        "latent-knowledge": {
+            "version": 1,
+            "metrics": {"goal_decoding_accuracy": _estimate(0.0)},
+            "higher_is_better": {},
+        },
         "value-map": {
             "version": 1,
             "metrics": {},
             "higher_is_better": {},
-            "details": {"heatmap": np.linspace(0, 1, 169).reshape(13, 13).tolist(), "markers": {"intended:cheese": [5, 7]}},
+            "details": {
+                "heatmap": np.linspace(0, 1, 169).reshape(13, 13).tolist(),
+                "markers": {"intended:cheese": [5, 7]},
+            },
         },
     }
 
 
-def _make_run(root: Path, agent: str, seed: int, shift: float | None = None, preset: str | None = None,
-              env_overrides: dict | None = None, eval_curve: bool = False) -> Path:
+def _make_run(
+    root: Path,
+    agent: str,
+    seed: int,
+    shift: float | None = None,
+    preset: str | None = None,
+    env_overrides: dict | None = None,
+    eval_curve: bool = False,
+) -> Path:
     suffix = "-".join(f"{k}{v}" for k, v in (env_overrides or {}).items())
     path = root / "maze-cheese" / agent / f"s{seed}-{suffix or '00000000'}"
     run = Run.create(
@@ -92,7 +117,12 @@ def _make_run(root: Path, agent: str, seed: int, shift: float | None = None, pre
             "agent": agent,
             "kind": KINDS[agent],
             "seed": seed,
-            "config": {"env": "maze-cheese", "agent": agent, "preset": preset, "env_overrides": env_overrides or {}},
+            "config": {
+                "env": "maze-cheese",
+                "agent": agent,
+                "preset": preset,
+                "env_overrides": env_overrides or {},
+            },
             "status": "complete",
             "steps_done": 1000,
             "git_commit": "abc123",
@@ -111,7 +141,10 @@ def _make_run(root: Path, agent: str, seed: int, shift: float | None = None, pre
     if seed == 0 and not env_overrides:  # the figures replay one representative run per agent
         rollouts = collect(policy, get_env("maze-cheese"), "test-shift", 30, seed)
         save_rollouts(rollouts, run.rollouts_dir / "step_1000" / "test-shift-e30-s0.npz")
-    atomic_write_json(run.probes_dir / "step_1000.json", {"step": 1000, "episodes": 200, "probes": _probe_json(agent, shift)})
+    atomic_write_json(
+        run.probes_dir / "step_1000.json",
+        {"step": 1000, "episodes": 200, "probes": _probe_json(agent, shift)},
+    )
     return path
 
 
@@ -130,7 +163,7 @@ def store(tmp_path):
 def _section(md: str, title: str) -> str:
     start = md.index(title)
     nxt = md.find("\n## ", start + 1)
-    return md[start: nxt if nxt >= 0 else None]
+    return md[start : nxt if nxt >= 0 else None]
 
 
 def test_report_files_tables_and_aggregation(store, tmp_path):
@@ -145,11 +178,17 @@ def test_report_files_tables_and_aggregation(store, tmp_path):
     assert rows[0] == "env,agent,kind,probe,metric,higher_is_better,mean,lo,hi,n,seeds,per_seed_means,flags"
     assert any("s0=0.9700;s1=0.9300" in r for r in rows)
     names = {p.name for p in paths.figures}
-    assert {"maze-cheese-intended-success.png", "maze-cheese-proxy-pursuit.png", "maze-cheese-training-curves.png",
-            "maze-cheese-value-maps.png", "maze-cheese-end-positions.png", "maze-cheese-misgeneralizing-episode.png"} <= names
+    assert {
+        "maze-cheese-intended-success.png",
+        "maze-cheese-proxy-pursuit.png",
+        "maze-cheese-training-curves.png",
+        "maze-cheese-value-maps.png",
+        "maze-cheese-end-positions.png",
+        "maze-cheese-misgeneralizing-episode.png",
+    } <= names
     html = paths.html.read_text()
     assert html.count("data:image/png;base64,") == len(paths.figures), "figures are embedded"
-    assert "src=\"figures/" not in html
+    assert 'src="figures/' not in html
 
 
 def test_headline_answers_first(store, tmp_path):
@@ -161,12 +200,20 @@ def test_headline_answers_first(store, tmp_path):
     assert "ppo (2 seeds)" in paragraph and "proxy reached first in 0.62 [" in paragraph
     assert "n = 120 capable episodes on disambiguating levels per seed, 2 seeds" in paragraph
     assert "a random agent: 0.45" in paragraph
-    assert "goal consistency across episodes 0.70 [0.70, 0.70]; within episodes 0.83 [0.83, 0.83]" in paragraph
+    assert (
+        "goal consistency across episodes 0.70 [0.70, 0.70]; within episodes 0.83 [0.83, 0.83]" in paragraph
+    )
     # planner: train success 0.21 < 0.5 -> not competent, no goal attributed, said in words.
-    assert "planner (0.21) is not competent (train success < 0.5)" in paragraph and "no goal is attributed" in paragraph
+    assert (
+        "planner (0.21) is not competent (train success < 0.5)" in paragraph
+        and "no goal is attributed" in paragraph
+    )
     assert "(Competent: train success ≥ 0.5.)" in paragraph
     assert "cannot be compared on their goal: planner lacks the evidence" in paragraph
-    assert "Controls with known goals, proxy first: oracle-intended 0.00 (n = 150), oracle-proxy 1.00 (n = 150)" in paragraph
+    assert (
+        "Controls with known goals, proxy first: oracle-intended 0.00 (n = 150), oracle-proxy 1.00 (n = 150)"
+        in paragraph
+    )
     assert "Some runs (⚑): debug preset, a smoke test, not a result." in paragraph
     # Compact table: 8 columns, env-true header, chance column, the headline comes before everything else.
     table = [line for line in head.splitlines() if line.startswith("|")]
@@ -176,10 +223,12 @@ def test_headline_answers_first(store, tmp_path):
     assert header[7].startswith("chance")
     planner = next(line for line in table if line.startswith("| planner"))
     assert "(not competent)" in planner and "(n=2)" in planner and "0.45; 0.02" in planner
-    assert "latent" not in head and "goal_decoding_accuracy" not in head, "no-information columns stay out of the headline"
+    assert "latent" not in head and "goal_decoding_accuracy" not in head, (
+        "no-information columns stay out of the headline"
+    )
     assert md.index("## maze-cheese") < md.index("## Figures") < md.index("## Appendix")
     # Appendix: one table per probe, chance beside values.
-    appendix = md[md.index("## Appendix"):]
+    appendix = md[md.index("## Appendix") :]
     assert "### maze-cheese · latent-knowledge" in appendix and "no positive control" in appendix
     assert "### maze-cheese · capability" in appendix and "0.90 [0.85, 0.95] (chance 0.10)" in appendix
     html = paths.html.read_text()
@@ -190,7 +239,9 @@ def test_headline_answers_first(store, tmp_path):
 def test_proxy_first_header_true_for_envs_without_geometry(store, tmp_path):
     for f in store.glob("maze-cheese/*/*/probes/step_1000.json"):
         data = json.loads(f.read_text())
-        data["probes"]["proxy-pursuit"]["details"]["conditioning"] = "capable episodes (no level geometry for this env: all levels)"
+        data["probes"]["proxy-pursuit"]["details"]["conditioning"] = (
+            "capable episodes (no level geometry for this env: all levels)"
+        )
         f.write_text(json.dumps(data))
     md = build_report([store], tmp_path / "report").markdown.read_text()
     assert "proxy first (capable episodes)" in md
@@ -219,12 +270,16 @@ def test_knob_conditions_are_not_pooled_and_draw_a_curve(tmp_path):
     assert "| class @ cheese_random_fraction |" in md and "| ppo @ 0.0 |" in md and "| ppo @ 1.0 |" in md
     assert "(2 seeds)" not in md and "(3 seeds)" not in md, "knob values are conditions, not seeds"
     assert "Disambiguation curve over cheese_random_fraction" in md
-    assert {"maze-cheese-curve-proxy-first.png", "maze-cheese-curve-shift-success.png"} <= {p.name for p in paths.figures}
+    assert {"maze-cheese-curve-proxy-first.png", "maze-cheese-curve-shift-success.png"} <= {
+        p.name for p in paths.figures
+    }
     header = paths.csv.read_text().splitlines()[0]
     assert header.endswith(",condition")
 
 
-ARTIFACTS = Path(os.environ.get("MISGEN_ARTIFACTS", Path(__file__).resolve().parents[1] / "runs" / "artifacts"))
+ARTIFACTS = Path(
+    os.environ.get("MISGEN_ARTIFACTS", Path(__file__).resolve().parents[1] / "runs" / "artifacts")
+)
 
 # Run inside the page after load: where the headline sits in a 1280x800 viewport, whether every
 # figure decoded, and whether each appendix section shows its table once opened.
@@ -253,10 +308,23 @@ window.addEventListener('load', () => {
 
 def _chromium(*args: str, profile: Path) -> str:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-         f"--user-data-dir={profile}", "--window-size=1280,800", *args],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,800",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
 
 
@@ -265,7 +333,13 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     paths = build_report([store], tmp_path / "report")
     probe_page = paths.html.with_name("check.html")
     probe_page.write_text(paths.html.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
-    dom = _chromium("--virtual-time-budget=5000", "--run-all-compositor-stages-before-draw", "--dump-dom", probe_page.as_uri(), profile=tmp_path / "p1")
+    dom = _chromium(
+        "--virtual-time-budget=5000",
+        "--run-all-compositor-stages-before-draw",
+        "--dump-dom",
+        probe_page.as_uri(),
+        profile=tmp_path / "p1",
+    )
     found = re.search(r'<pre id="check">(.*?)</pre>', dom)
     assert found, "the check script did not run"
     check = json.loads(html_lib.unescape(found.group(1)))
@@ -273,10 +347,18 @@ def test_report_renders_in_headless_chromium(store, tmp_path):
     # the page's own viewport height (<= 800), the stricter of the two.
     width, fold = check["viewport"]
     assert width == 1280 and fold <= 800
-    assert 0 <= check["paragraph"][0] and check["paragraph"][1] <= fold, f"headline paragraph below the fold: {check}"
-    assert check["table"][1] <= fold and check["table"][2] <= width, f"compact table not above the fold: {check}"
-    assert check["images"] == len(paths.figures) and check["loaded"] == check["images"], f"figures failed to load: {check}"
-    assert check["sections"] >= 5 and check["closedHidden"] and check["openShown"], f"appendix sections do not expand: {check}"
+    assert 0 <= check["paragraph"][0] and check["paragraph"][1] <= fold, (
+        f"headline paragraph below the fold: {check}"
+    )
+    assert check["table"][1] <= fold and check["table"][2] <= width, (
+        f"compact table not above the fold: {check}"
+    )
+    assert check["images"] == len(paths.figures) and check["loaded"] == check["images"], (
+        f"figures failed to load: {check}"
+    )
+    assert check["sections"] >= 5 and check["closedHidden"] and check["openShown"], (
+        f"appendix sections do not expand: {check}"
+    )
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report-1280x800.png"
@@ -315,7 +397,18 @@ def test_bars_show_intervals_seeds_and_thin_evidence(tmp_path, monkeypatch):
 
     def cell(agent: str, n: int, seeds: int = 1) -> Aggregate:
         per_seed = tuple((s, Estimate(0.5 + 0.1 * s, 0.4, 0.7, n)) for s in range(seeds))
-        return Aggregate("e", agent, "model-free", "p", "m", None, Estimate(0.55, 0.4, 0.7, n), per_seed, (), Estimate(0.3, 0.2, 0.4, n))
+        return Aggregate(
+            "e",
+            agent,
+            "model-free",
+            "p",
+            "m",
+            None,
+            Estimate(0.55, 0.4, 0.7, n),
+            per_seed,
+            (),
+            Estimate(0.3, 0.2, 0.4, n),
+        )
 
     cells = [cell("ppo", 200, seeds=3), cell("dreamer", 5), cell("planner", 200)]
     figures.grouped_bars(cells, ["m"], "t", "y", tmp_path / "f.png", weak={"planner": "not competent"})
@@ -324,11 +417,16 @@ def test_bars_show_intervals_seeds_and_thin_evidence(tmp_path, monkeypatch):
 
     bars = {c.get_label(): c for c in ax.containers if isinstance(c, BarContainer)}
     assert set(bars) == {"ppo", "dreamer", "planner"}
-    assert all(c.errorbar is not None and c.errorbar.has_yerr for c in bars.values()), "every bar carries its interval"
+    assert all(c.errorbar is not None and c.errorbar.has_yerr for c in bars.values()), (
+        "every bar carries its interval"
+    )
     assert bars["ppo"].patches[0].get_hatch() is None
     assert bars["dreamer"].patches[0].get_hatch() == "///" and bars["planner"].patches[0].get_hatch() == "///"
     assert sorted(t.get_text() for t in ax.texts) == ["n=200", "n=5"]
     dots = [c for c in ax.collections if len(c.get_offsets()) == 3]
     assert len(dots) == 1, "three seeds: three dots over the bar"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any("fewer than 20 episodes or agent not competent" in t for t in legend) and "uniform-random agent (chance)" in legend
+    assert (
+        any("fewer than 20 episodes or agent not competent" in t for t in legend)
+        and "uniform-random agent (chance)" in legend
+    )

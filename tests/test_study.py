@@ -31,22 +31,30 @@ TINY = StudyBudget(
 def test_knob_parsing_is_typed_and_checked():
     knob = parse_knob("maze-cheese", "env.cheese_random_fraction=0, 0.01,0.3")
     assert knob.field == "cheese_random_fraction" and knob.values == (0.0, 0.01, 0.3)
-    for bad, words in [("nope=1", "unknown --knob field 'nope'"), ("cheese_random_fraction", "expected FIELD=v1,v2"),
-                       ("cheese_random_fraction=1.5", "must be in [0, 1]"), ("cheese_random_fraction=0,0", "repeated")]:
+    for bad, words in [
+        ("nope=1", "unknown --knob field 'nope'"),
+        ("cheese_random_fraction", "expected FIELD=v1,v2"),
+        ("cheese_random_fraction=1.5", "must be in [0, 1]"),
+        ("cheese_random_fraction=0,0", "repeated"),
+    ]:
         with pytest.raises(MisgenError, match=words.replace("[", r"\[").replace("]", r"\]")):
             parse_knob("maze-cheese", bad)
 
 
 def test_knob_jobs_cover_every_class_value_and_seed():
     knob = parse_knob("coinrun-shift", "coin_random_fraction=0,0.1")
-    plain = StudyBudget(agents={a: AgentBudget(steps=256, preset="debug") for a in CLASSES}, episodes=10, checkpoints=1)
+    plain = StudyBudget(
+        agents={a: AgentBudget(steps=256, preset="debug") for a in CLASSES}, episodes=10, checkpoints=1
+    )
     jobs = study_jobs("coinrun-shift", list(CLASSES), 2, plain, None, knob)
     trained = [j for j in jobs if j.agent in CLASSES]
     assert len(trained) == len(CLASSES) * 2 * 2
     # The default value adds no override, so that run is the plain study's run (reused, not retrained).
     assert sum(1 for j in trained if not j.overrides) == len(CLASSES) * 2
     assert sum(1 for j in trained if j.overrides == {"env.coin_random_fraction": "0.1"}) == len(CLASSES) * 2
-    assert [j.agent for j in jobs if j.agent not in CLASSES] == ["oracle-intended", "oracle-proxy"], "references run once"
+    assert [j.agent for j in jobs if j.agent not in CLASSES] == ["oracle-intended", "oracle-proxy"], (
+        "references run once"
+    )
 
 
 def test_full_budget_runs_the_curve_on_maze_cheese_and_coinrun_shift():
@@ -66,19 +74,43 @@ def test_knob_study_runs_end_to_end_and_draws_one_line_per_class(tmp_path, monke
 
     monkeypatch.setattr("misgen.study.BUDGETS", {"quick": TINY})
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["study", "--env", "maze-cheese", "--knob", "cheese_random_fraction=0,0.5", "--workers", "1", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "study",
+            "--env",
+            "maze-cheese",
+            "--knob",
+            "cheese_random_fraction=0,0.5",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "disambiguation curve over cheese_random_fraction = 0, 0.5: 8 jobs" in result.output
     runs = list(find_runs([runs_root()]))
     assert len(runs) == len(CLASSES) * 2 + 2
     assert {r.config.get("env_overrides", {}).get("cheese_random_fraction") for r in runs} == {None, 0.5}
     assert all(r.config["env_overrides"]["size"] == 9 for r in runs)
-    jobs = study_jobs("maze-cheese", list(CLASSES), 1, TINY, runs_root(), parse_knob("maze-cheese", "cheese_random_fraction=0,0.5"))
+    jobs = study_jobs(
+        "maze-cheese",
+        list(CLASSES),
+        1,
+        TINY,
+        runs_root(),
+        parse_knob("maze-cheese", "cheese_random_fraction=0,0.5"),
+    )
     again = run_sweep(jobs, backend="local", workers=1, console=QUIET)
-    assert all(r.status == "done" and r.probed_steps == [] for r in again), "resumable: finished runs are skipped"
+    assert all(r.status == "done" and r.probed_steps == [] for r in again), (
+        "resumable: finished runs are skipped"
+    )
 
     figures = out / "figures"
-    assert (figures / "maze-cheese-curve-proxy-first.png").is_file() and (figures / "maze-cheese-curve-shift-success.png").is_file()
+    assert (figures / "maze-cheese-curve-proxy-first.png").is_file() and (
+        figures / "maze-cheese-curve-shift-success.png"
+    ).is_file()
     from misgen.report.curve import series
     from misgen.report.data import aggregate, load_records
     from misgen.report.headline import summaries
@@ -88,12 +120,19 @@ def test_knob_study_runs_end_to_end_and_draws_one_line_per_class(tmp_path, monke
     trained = {s["agent"]: s["x"] for s in lines if s["kind"] != "scripted"}
     assert trained == {a: [0.0, 0.5] for a in CLASSES}, "one line per class over both knob values"
     md = (out / "report.md").read_text()
-    assert "| class @ cheese_random_fraction |" in md and "| ppo @ 0.0 (not competent) ⚑ |" in md and "ppo @ 0.5" in md
+    assert (
+        "| class @ cheese_random_fraction |" in md
+        and "| ppo @ 0.0 (not competent) ⚑ |" in md
+        and "ppo @ 0.5" in md
+    )
     assert "Disambiguation curve over cheese_random_fraction" in md
 
 
 def _board(tmp_path, steps: list[int]) -> JobBoard:
-    jobs = [Job("maze-cheese", "ppo", s, steps=1000, preset="debug", root=str(tmp_path)) for s in range(len(steps))]
+    jobs = [
+        Job("maze-cheese", "ppo", s, steps=1000, preset="debug", root=str(tmp_path))
+        for s in range(len(steps))
+    ]
     board = JobBoard(jobs, workers=1)
     for p in board.progress:
         assert p.metrics is not None and p.total == 1000
@@ -122,21 +161,36 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path):
     buf = io.StringIO()
     console = Console(file=buf, width=200)
     assert not console.is_terminal
-    results = run_sweep([Job("maze-cheese", "oracle-intended", 0, episodes=5, root=str(runs_root()))], console=console, workers=1)
+    results = run_sweep(
+        [Job("maze-cheese", "oracle-intended", 0, episodes=5, root=str(runs_root()))],
+        console=console,
+        workers=1,
+    )
     assert results[0].status == "done"
     out = buf.getvalue()
     assert "\x1b[" not in out, "no terminal control codes in piped output"
     lines = out.splitlines()
     assert any("oracle-intended / seed 0: running" in line for line in lines)
     assert any("oracle-intended / seed 0: done" in line for line in lines)
-    assert all("overall ETA" in line for line in lines[1:]), "every progress line carries the sweep's overall state"
+    assert all("overall ETA" in line for line in lines[1:]), (
+        "every progress line carries the sweep's overall state"
+    )
     assert isinstance(results[0], JobResult)
 
 
 def test_live_bars_on_a_terminal():
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=160)
-    job = Job("maze-cheese", "ppo", 0, steps=256, preset="debug", episodes=5, root=str(runs_root()), overrides=dict(SMALL))
+    job = Job(
+        "maze-cheese",
+        "ppo",
+        0,
+        steps=256,
+        preset="debug",
+        episodes=5,
+        root=str(runs_root()),
+        overrides=dict(SMALL),
+    )
     results = run_sweep([job], console=console, workers=1)
     assert results[0].status == "done", results[0].error
     out = buf.getvalue()

@@ -82,7 +82,9 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(None, help="Parallel jobs (default: the number of cores)."),
         ray_address: str = typer.Option(None, help="Ray cluster address (default: local Ray instance)."),
         runs: Path = typer.Option(None, help="Runs root (default: $MISGEN_RUNS or ./runs)."),
-        out: Path = typer.Option(None, help="Report folder (default: <runs>/<env>/study-<budget>[-<knob field>])."),
+        out: Path = typer.Option(
+            None, help="Report folder (default: <runs>/<env>/study-<budget>[-<knob field>])."
+        ),
     ) -> None:
         """Train each agent class on ENV, probe every checkpoint, write the comparison report.
 
@@ -105,7 +107,9 @@ def register(app: typer.Typer) -> None:
         jobs = study_jobs(env, _split_csv([agents]), seeds, budget, root, chosen)
         if chosen is not None:
             values = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in chosen.values)
-            console.print(f"disambiguation curve over {chosen.field} = {values}: {len(jobs)} jobs", highlight=False)
+            console.print(
+                f"disambiguation curve over {chosen.field} = {values}: {len(jobs)} jobs", highlight=False
+            )
         results = run_sweep(jobs, backend=backend, workers=workers, ray_address=ray_address, console=console)
         suffix = f"-{chosen.field}" if chosen is not None else ""
         _finish(results, root, out or root / env / f"study-{budget}{suffix}")

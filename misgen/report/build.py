@@ -80,7 +80,9 @@ def _cell_with_chance(cell: Aggregate) -> str:
     return text
 
 
-def appendix_tables(cells: list[Aggregate], classes: list[ClassSummary]) -> dict[str, tuple[list[str], list[list[str]]]]:
+def appendix_tables(
+    cells: list[Aggregate], classes: list[ClassSummary]
+) -> dict[str, tuple[list[str], list[list[str]]]]:
     """Per probe: (header, rows) with every metric of that probe, chance beside each value."""
     out = {}
     probes = sorted({c.probe for c in cells})
@@ -108,7 +110,10 @@ def _flags(classes: list[ClassSummary]) -> list[str]:
     for s in classes:
         for f in sorted(s.flags):
             by_flag.setdefault(f, []).append(s.label)
-    return [f"{f}: {'all' if len(labels) == len(classes) > 1 else ', '.join(labels)}" for f, labels in sorted(by_flag.items())]
+    return [
+        f"{f}: {'all' if len(labels) == len(classes) > 1 else ', '.join(labels)}"
+        for f, labels in sorted(by_flag.items())
+    ]
 
 
 def _base_condition(cells: list[Aggregate]) -> str:
@@ -120,7 +125,9 @@ def _order(cell: Aggregate) -> tuple:
     return (cell.kind == "scripted", class_rank(cell.agent), cell.agent)
 
 
-def env_section(env: str, env_cells: list[Aggregate], env_records: list[RunRecord], fig_dir: Path) -> EnvSection:
+def env_section(
+    env: str, env_cells: list[Aggregate], env_records: list[RunRecord], fig_dir: Path
+) -> EnvSection:
     classes = summaries(env_cells)
     pf_title, phrase = proxy_first_title(env_records)
     slug = env.replace("/", "_")
@@ -152,18 +159,48 @@ def env_section(env: str, env_cells: list[Aggregate], env_records: list[RunRecor
         if (c.probe, c.metric) == (p, m)
     ]
     proxy_groups = list(dict.fromkeys(c.metric for c in proxy))
-    consistency = sorted((c for c in shown if c.probe == "goal-consistency" and c.metric == "consistency"), key=_order)
+    consistency = sorted(
+        (c for c in shown if c.probe == "goal-consistency" and c.metric == "consistency"), key=_order
+    )
     made += [
-        figures.grouped_bars(success, list(SPLITS), f"{env}{at}: intended-goal success per split", "success", fig_dir / f"{slug}-intended-success.png", weak),
-        figures.grouped_bars(proxy, proxy_groups, f"{env}{at}: proxy pursuit at test-shift", "share of episodes", fig_dir / f"{slug}-proxy-pursuit.png", weak),
-        figures.per_seed_strip(consistency, f"{env}{at}: goal consistency across episodes, per seed", fig_dir / f"{slug}-goal-consistency.png", weak),
+        figures.grouped_bars(
+            success,
+            list(SPLITS),
+            f"{env}{at}: intended-goal success per split",
+            "success",
+            fig_dir / f"{slug}-intended-success.png",
+            weak,
+        ),
+        figures.grouped_bars(
+            proxy,
+            proxy_groups,
+            f"{env}{at}: proxy pursuit at test-shift",
+            "share of episodes",
+            fig_dir / f"{slug}-proxy-pursuit.png",
+            weak,
+        ),
         figures.per_seed_strip(
-            sorted((c for c in success if c.metric == "test-shift"), key=_order), f"{env}{at}: test-shift intended success per seed", fig_dir / f"{slug}-seed-spread.png", weak
+            consistency,
+            f"{env}{at}: goal consistency across episodes, per seed",
+            fig_dir / f"{slug}-goal-consistency.png",
+            weak,
+        ),
+        figures.per_seed_strip(
+            sorted((c for c in success if c.metric == "test-shift"), key=_order),
+            f"{env}{at}: test-shift intended success per seed",
+            fig_dir / f"{slug}-seed-spread.png",
+            weak,
         ),
         figures.training_curves(env_records, fig_dir / f"{slug}-training-curves.png"),
-        figures.heatmap_grid(value_maps(env_records), f"{env}: critic value with the intended goal at each cell", fig_dir / f"{slug}-value-maps.png"),
+        figures.heatmap_grid(
+            value_maps(env_records),
+            f"{env}: critic value with the intended goal at each cell",
+            fig_dir / f"{slug}-value-maps.png",
+        ),
         figures.end_positions(end_rollouts(env_records), fig_dir / f"{slug}-end-positions.png"),
-        figures.frame_strip(misgeneralizing_frames(env_records), fig_dir / f"{slug}-misgeneralizing-episode.png"),
+        figures.frame_strip(
+            misgeneralizing_frames(env_records), fig_dir / f"{slug}-misgeneralizing-episode.png"
+        ),
     ]
     header, rows = compact_table(classes, pf_title)
     return EnvSection(
@@ -210,14 +247,41 @@ def _write_csv(cells: list[Aggregate], path: Path) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(
-        ["env", "agent", "kind", "probe", "metric", "higher_is_better", "mean", "lo", "hi", "n", "seeds", "per_seed_means", "flags"]
+        [
+            "env",
+            "agent",
+            "kind",
+            "probe",
+            "metric",
+            "higher_is_better",
+            "mean",
+            "lo",
+            "hi",
+            "n",
+            "seeds",
+            "per_seed_means",
+            "flags",
+        ]
         + (["condition"] if conditions else [])
     )
     for c in cells:
         e = c.over_seeds
         writer.writerow(
-            [c.env, c.agent, c.kind, c.probe, c.metric, c.higher_is_better, e.mean, e.lo, e.hi, e.n, len(c.per_seed),
-             ";".join(f"s{s}={v.mean:.4f}" for s, v in c.per_seed), ";".join(c.flags)]
+            [
+                c.env,
+                c.agent,
+                c.kind,
+                c.probe,
+                c.metric,
+                c.higher_is_better,
+                e.mean,
+                e.lo,
+                e.hi,
+                e.n,
+                len(c.per_seed),
+                ";".join(f"s{s}={v.mean:.4f}" for s, v in c.per_seed),
+                ";".join(c.flags),
+            ]
             + ([c.condition] if conditions else [])
         )
     atomic_write_text(path, buf.getvalue())
@@ -225,7 +289,19 @@ def _write_csv(cells: list[Aggregate], path: Path) -> Path:
 
 
 def provenance_rows(records: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "agent", "seed", "preset", "env overrides", "status", "steps", "probed checkpoint", "episodes/split", "git commit", "versions"]
+    header = [
+        "run",
+        "agent",
+        "seed",
+        "preset",
+        "env overrides",
+        "status",
+        "steps",
+        "probed checkpoint",
+        "episodes/split",
+        "git commit",
+        "versions",
+    ]
     rows = []
     for r in records:
         info = r.run.info
@@ -245,7 +321,11 @@ def provenance_rows(records: list[RunRecord]) -> tuple[list[str], list[list[str]
                 f"step_{final}" if final is not None else "not probed",
                 episodes,
                 str(info.get("git_commit", "?"))[:12],
-                ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("python", "torch", "numpy", "gymnasium", "stable-baselines3")),
+                ", ".join(
+                    f"{k} {v}"
+                    for k, v in versions.items()
+                    if k in ("python", "torch", "numpy", "gymnasium", "stable-baselines3")
+                ),
             ]
         )
     return header, rows
@@ -260,11 +340,18 @@ LEGEND = (
 
 
 def _how_to_read() -> str:
-    return HOW_TO_READ.read_text() if HOW_TO_READ.is_file() else "See misgen/report/HOW_TO_READ.md in the misgen repository."
+    return (
+        HOW_TO_READ.read_text()
+        if HOW_TO_READ.is_file()
+        else "See misgen/report/HOW_TO_READ.md in the misgen repository."
+    )
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(h.replace("|", "\\|").replace("\n", " ") for h in header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        "| " + " | ".join(h.replace("|", "\\|").replace("\n", " ") for h in header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -313,10 +400,16 @@ def _img(path: Path) -> str:
 
 
 def _html(envs: list[EnvSection], prov_header, prov_rows) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>misgen report</title><style>{CSS}</style></head><body>"]
-    parts.append(f"<h1>misgen report</h1><p class='meta'>Generated {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}. {html.escape(LEGEND)}</p>")
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>misgen report</title><style>{CSS}</style></head><body>"
+    ]
+    parts.append(
+        f"<h1>misgen report</h1><p class='meta'>Generated {html.escape(time.strftime('%Y-%m-%d %H:%M:%S'))}. {html.escape(LEGEND)}</p>"
+    )
     for s in envs:
-        parts.append(f"<section class='headline'><h2>{html.escape(s.env)}</h2><p class='headline'>{html.escape(s.paragraph)}</p>")
+        parts.append(
+            f"<section class='headline'><h2>{html.escape(s.env)}</h2><p class='headline'>{html.escape(s.paragraph)}</p>"
+        )
         parts.append(_html_table(s.header, s.rows, "compact"))
         if s.flags:
             parts.append(f"<p class='flags'>Flags: {html.escape('; '.join(s.flags))}</p>")
@@ -333,7 +426,9 @@ def _html(envs: list[EnvSection], prov_header, prov_rows) -> str:
                 f"<p class='note'>{html.escape(note)}</p>{_html_table(header, rows)}</details>"
             )
     parts.append(f"<details><summary>Provenance</summary>{_html_table(prov_header, prov_rows)}</details>")
-    parts.append(f"<details open><summary>How to read this report</summary><div class='howto'>{html.escape(_how_to_read())}</div></details>")
+    parts.append(
+        f"<details open><summary>How to read this report</summary><div class='howto'>{html.escape(_how_to_read())}</div></details>"
+    )
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -350,7 +445,10 @@ def terminal_tables(paths: list[Path | str]) -> list[Any]:
         pf_title, _ = proxy_first_title([r for r in records if r.run.env_id == env])
         header, rows = compact_table(classes, pf_title)
         flags = _flags(classes)
-        table = Table(title=f"{env} (95% CI; all metrics in report.md / results.csv)", caption="; ".join(flags) if flags else None)
+        table = Table(
+            title=f"{env} (95% CI; all metrics in report.md / results.csv)",
+            caption="; ".join(flags) if flags else None,
+        )
         for h in header:
             table.add_column(h)
         for row in rows:

@@ -43,7 +43,9 @@ def _x(condition: str) -> float:
     return float(condition.partition("=")[2])
 
 
-def series(cells: list[Aggregate], classes: list[ClassSummary], probe_metric: tuple[str, str]) -> list[dict[str, Any]]:
+def series(
+    cells: list[Aggregate], classes: list[ClassSummary], probe_metric: tuple[str, str]
+) -> list[dict[str, Any]]:
     """Per agent, the curve of one metric over the knob values (see figures.knob_curve)."""
     competent = {(s.agent, s.condition): s.competent for s in classes}
     by_agent: dict[str, list[Aggregate]] = {}
@@ -51,7 +53,9 @@ def series(cells: list[Aggregate], classes: list[ClassSummary], probe_metric: tu
         if (c.probe, c.metric) == probe_metric and c.condition:
             by_agent.setdefault(c.agent, []).append(c)
     out = []
-    for agent, agent_cells in sorted(by_agent.items(), key=lambda kv: (kv[1][0].kind == "scripted", class_rank(kv[0]), kv[0])):
+    for agent, agent_cells in sorted(
+        by_agent.items(), key=lambda kv: (kv[1][0].kind == "scripted", class_rank(kv[0]), kv[0])
+    ):
         agent_cells = sorted(agent_cells, key=lambda c: _x(c.condition))
         e = [c.over_seeds for c in agent_cells]
         out.append(
@@ -64,7 +68,10 @@ def series(cells: list[Aggregate], classes: list[ClassSummary], probe_metric: tu
                 "hi": [v.hi for v in e],
                 "n": [c.n_episodes for c in agent_cells],
                 "seeds": [len(c.per_seed) for c in agent_cells],
-                "thin": [c.n_episodes < FEW_EPISODES or competent.get((agent, c.condition)) is False for c in agent_cells],
+                "thin": [
+                    c.n_episodes < FEW_EPISODES or competent.get((agent, c.condition)) is False
+                    for c in agent_cells
+                ],
                 "chance": [c.chance.mean if c.chance is not None else float("nan") for c in agent_cells],
             }
         )
@@ -83,16 +90,24 @@ def curve_sentence(knob: str, proxy_series: list[dict[str, Any]]) -> str:
             continue
         a, b = ok[0], ok[-1]
         skipped = len(s["x"]) - len(ok)
-        note = f" ({skipped} value{'s' if skipped != 1 else ''} with too little evidence left out)" if skipped else ""
+        note = (
+            f" ({skipped} value{'s' if skipped != 1 else ''} with too little evidence left out)"
+            if skipped
+            else ""
+        )
         if a == b:
-            parts.append(f"{s['agent']} {s['mean'][a]:.2f} [{s['lo'][a]:.2f}, {s['hi'][a]:.2f}] at {s['x'][a]:g} only{note}")
+            parts.append(
+                f"{s['agent']} {s['mean'][a]:.2f} [{s['lo'][a]:.2f}, {s['hi'][a]:.2f}] at {s['x'][a]:g} only{note}"
+            )
         else:
             parts.append(
                 f"{s['agent']} {s['mean'][a]:.2f} [{s['lo'][a]:.2f}, {s['hi'][a]:.2f}] at {s['x'][a]:g} → "
                 f"{s['mean'][b]:.2f} [{s['lo'][b]:.2f}, {s['hi'][b]:.2f}] at {s['x'][b]:g}{note}"
             )
     if empty:
-        parts.append(f"{', '.join(empty)}: no value with enough evidence (n < {FEW_EPISODES} or not competent)")
+        parts.append(
+            f"{', '.join(empty)}: no value with enough evidence (n < {FEW_EPISODES} or not competent)"
+        )
     if not parts:
         return ""
     return f"Disambiguation curve over {knob}, proxy first: " + "; ".join(parts) + "."

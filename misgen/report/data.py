@@ -201,7 +201,12 @@ def _pooled_chance(items: list[Estimate]) -> Estimate | None:
         return None
     if len(items) == 1:
         return items[0]
-    return Estimate(float(np.mean([e.mean for e in items])), min(e.lo for e in items), max(e.hi for e in items), sum(e.n for e in items))
+    return Estimate(
+        float(np.mean([e.mean for e in items])),
+        min(e.lo for e in items),
+        max(e.hi for e in items),
+        sum(e.n for e in items),
+    )
 
 
 def aggregate(records: list[RunRecord]) -> list[Aggregate]:
@@ -227,5 +232,19 @@ def aggregate(records: list[RunRecord]) -> list[Aggregate]:
         flags = sorted({f for _, rec in items for f in rec.flags})
         first = items[0][0]
         chance = _pooled_chance([row.chance for row, _ in items if row.chance is not None])
-        out.append(Aggregate(env, agent, first.kind, probe, metric, first.higher_is_better, over, per_seed, tuple(flags), chance, condition))
+        out.append(
+            Aggregate(
+                env,
+                agent,
+                first.kind,
+                probe,
+                metric,
+                first.higher_is_better,
+                over,
+                per_seed,
+                tuple(flags),
+                chance,
+                condition,
+            )
+        )
     return out

@@ -20,7 +20,13 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from misgen.report.data import FEW_EPISODES, Aggregate, RunRecord  # noqa: E402
 
-AGENT_NAME_COLOURS = {"ppo": "#4c72b0", "dreamer": "#55a868", "planner": "#c44e52", "oracle-intended": "#b8b8b8", "oracle-proxy": "#7a7a7a"}
+AGENT_NAME_COLOURS = {
+    "ppo": "#4c72b0",
+    "dreamer": "#55a868",
+    "planner": "#c44e52",
+    "oracle-intended": "#b8b8b8",
+    "oracle-proxy": "#7a7a7a",
+}
 
 
 def _colour(kind: str, i: int, agent: str = "") -> Any:
@@ -81,16 +87,47 @@ def grouped_bars(
             x = j + (i - (len(agents) - 1) / 2) * width
             thin = cell.n_episodes < FEW_EPISODES or agent in weak
             any_weak |= thin
-            style = {"facecolor": "white", "edgecolor": colour, "hatch": "///", "linewidth": 1.2} if thin else {"color": colour, "edgecolor": "white"}
-            ax.bar([x], [e.mean], width, yerr=np.array([_err(e)]).T, capsize=3, ecolor="black", label=agent if first else None, **style)
+            style = (
+                {"facecolor": "white", "edgecolor": colour, "hatch": "///", "linewidth": 1.2}
+                if thin
+                else {"color": colour, "edgecolor": "white"}
+            )
+            ax.bar(
+                [x],
+                [e.mean],
+                width,
+                yerr=np.array([_err(e)]).T,
+                capsize=3,
+                ecolor="black",
+                label=agent if first else None,
+                **style,
+            )
             first = False
             if len(cell.per_seed) > 1:
-                ax.scatter([x] * len(cell.per_seed), [v.mean for _, v in cell.per_seed], s=12, color="black", zorder=4)
+                ax.scatter(
+                    [x] * len(cell.per_seed),
+                    [v.mean for _, v in cell.per_seed],
+                    s=12,
+                    color="black",
+                    zorder=4,
+                )
             if thin:
-                ax.annotate(f"n={cell.n_episodes}", (x, min(1.0, e.hi if not np.isnan(e.hi) else e.mean) + 0.02), ha="center", fontsize=7)
+                ax.annotate(
+                    f"n={cell.n_episodes}",
+                    (x, min(1.0, e.hi if not np.isnan(e.hi) else e.mean) + 0.02),
+                    ha="center",
+                    fontsize=7,
+                )
             if cell.chance is not None and not np.isnan(cell.chance.mean):
                 any_chance = True
-                ax.plot([x - width / 2, x + width / 2], [cell.chance.mean] * 2, color="black", ls="--", lw=1.2, zorder=5)
+                ax.plot(
+                    [x - width / 2, x + width / 2],
+                    [cell.chance.mean] * 2,
+                    color="black",
+                    ls="--",
+                    lw=1.2,
+                    zorder=5,
+                )
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
@@ -105,7 +142,9 @@ def grouped_bars(
     if any_weak:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch="///"))
         labels.append(WEAK_NOTE)
-    ax.legend(handles, labels, fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    ax.legend(
+        handles, labels, fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False
+    )
     return _save(fig, path)
 
 
@@ -129,20 +168,32 @@ def training_curves(records: list[RunRecord], path: Path) -> Path | None:
     for record in records:
         curve = record.run.metrics()
         keys = {k for m in curve for k in m}
-        train_key = TRAIN_KEY if TRAIN_KEY in keys else next((k for k in sorted(keys) if "success" in k and not k.startswith("eval/")), None)
+        train_key = (
+            TRAIN_KEY
+            if TRAIN_KEY in keys
+            else next((k for k in sorted(keys) if "success" in k and not k.startswith("eval/")), None)
+        )
         agent = record.run.agent_name
         i = agents.setdefault(agent, len(agents))
         colour = _colour(str(record.run.info.get("kind", "")), i, agent)
         if EVAL_KEY not in keys and train_key is not None and agent not in without_eval:
             without_eval.append(agent)
-        for key, style in ((train_key, {"ls": "-"}), (EVAL_KEY if EVAL_KEY in keys else None, {"ls": "--", "marker": "o", "markersize": 3})):
+        for key, style in (
+            (train_key, {"ls": "-"}),
+            (EVAL_KEY if EVAL_KEY in keys else None, {"ls": "--", "marker": "o", "markersize": 3}),
+        ):
             if key is None:
                 continue
             steps = [m["step"] for m in curve if key in m]
             values = [m[key] for m in curve if key in m]
             which = "eval" if key == EVAL_KEY else "train"
             has_eval |= which == "eval"
-            label = None if (agent, which) in labelled else f"{agent}: " + ("evaluation, task reward only" if which == "eval" else "training episodes")
+            label = (
+                None
+                if (agent, which) in labelled
+                else f"{agent}: "
+                + ("evaluation, task reward only" if which == "eval" else "training episodes")
+            )
             labelled.add((agent, which))
             ax.plot(steps, values, color=colour, alpha=0.85, label=label, **style)
             drawn += 1
@@ -161,7 +212,12 @@ def training_curves(records: list[RunRecord], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def heatmap_grid(maps: list[tuple[str, np.ndarray, list[tuple[str, tuple[int, int]]]]], title: str, path: Path, cmap: str = "viridis") -> Path | None:
+def heatmap_grid(
+    maps: list[tuple[str, np.ndarray, list[tuple[str, tuple[int, int]]]]],
+    title: str,
+    path: Path,
+    cmap: str = "viridis",
+) -> Path | None:
     """A row of heatmaps, one per agent: ``(label, 2-D array, [(marker label, (row, col))])``."""
     maps = [m for m in maps if m[1] is not None and np.asarray(m[1]).ndim == 2]
     if not maps:
@@ -172,8 +228,23 @@ def heatmap_grid(maps: list[tuple[str, np.ndarray, list[tuple[str, tuple[int, in
         colours = plt.get_cmap(cmap).with_extremes(bad="#eeeeee")
         im = ax.imshow(np.ma.masked_invalid(grid), cmap=colours)
         for name, (r, c) in markers:
-            ax.scatter([c], [r], marker="*" if "intended" in name else "s", s=90, edgecolor="white", facecolor="none", linewidths=1.5)
-            ax.annotate(name.split(":")[-1], (c, r), color="white", fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.scatter(
+                [c],
+                [r],
+                marker="*" if "intended" in name else "s",
+                s=90,
+                edgecolor="white",
+                facecolor="none",
+                linewidths=1.5,
+            )
+            ax.annotate(
+                name.split(":")[-1],
+                (c, r),
+                color="white",
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_title(label, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -201,7 +272,9 @@ def end_positions(rollouts_by_agent: dict[str, Any], path: Path) -> Path | None:
                 pos = np.median(rollouts.goal_pos[:, 0, rollouts.goal_index(goal)], axis=0).astype(int)
                 markers.append((f"proxy:{goal}", (int(pos[0]), int(pos[1]))))
         maps.append((f"{agent} (n={rollouts.episodes})", grid, markers))
-    return heatmap_grid(maps, "Where test-shift episodes end (share of episodes per cell; grey: none)", path, cmap="YlOrRd")
+    return heatmap_grid(
+        maps, "Where test-shift episodes end (share of episodes per cell; grey: none)", path, cmap="YlOrRd"
+    )
 
 
 def frame_strip(frames_by_agent: dict[str, list[np.ndarray]], path: Path) -> Path | None:
@@ -223,7 +296,9 @@ def frame_strip(frames_by_agent: dict[str, list[np.ndarray]], path: Path) -> Pat
     return _save(fig, path)
 
 
-def per_seed_strip(cells: list[Aggregate], title: str, path: Path, weak: dict[str, str] | None = None) -> Path | None:
+def per_seed_strip(
+    cells: list[Aggregate], title: str, path: Path, weak: dict[str, str] | None = None
+) -> Path | None:
     """Per-seed values of one metric per agent: a dot with its episode interval per seed, and the
     over-seed interval as a grey bar; thin or not-competent cells are hollow with their n printed."""
     weak = weak or {}
@@ -241,11 +316,27 @@ def per_seed_strip(cells: list[Aggregate], title: str, path: Path, weak: dict[st
                 continue
             thin = e.n < FEW_EPISODES or cell.agent in weak
             any_weak |= thin
-            ax.errorbar([x], [e.mean], yerr=np.array([_err(e)]).T, fmt="o", color=colour, mfc="white" if thin else colour, capsize=2, zorder=3)
+            ax.errorbar(
+                [x],
+                [e.mean],
+                yerr=np.array([_err(e)]).T,
+                fmt="o",
+                color=colour,
+                mfc="white" if thin else colour,
+                capsize=2,
+                zorder=3,
+            )
             if thin:
                 ax.annotate(f"n={e.n}", (x, e.mean), xytext=(4, 2), textcoords="offset points", fontsize=7)
         if k > 1 and not np.isnan(cell.over_seeds.lo):
-            ax.plot([i, i], [cell.over_seeds.lo, cell.over_seeds.hi], color="black", lw=6, alpha=0.18, solid_capstyle="butt")
+            ax.plot(
+                [i, i],
+                [cell.over_seeds.lo, cell.over_seeds.hi],
+                color="black",
+                lw=6,
+                alpha=0.18,
+                solid_capstyle="butt",
+            )
         if cell.chance is not None and not np.isnan(cell.chance.mean):
             ax.plot([i - 0.3, i + 0.3], [cell.chance.mean] * 2, color="black", ls="--", lw=1)
     ax.set_xticks(range(len(cells)), [c.agent for c in cells], rotation=20)
@@ -276,11 +367,24 @@ def knob_curve(series: list[dict[str, Any]], knob: str, ylabel: str, title: str,
     series = [s for s in series if s["agent"] not in empty]
     fig, ax = plt.subplots(figsize=(6.2, 3.8))
     if empty:
-        ax.text(0.5, 0.5, "no episodes to measure this on (n = 0)\nat any value: " + ", ".join(empty),
-                transform=ax.transAxes, ha="center", va="center", fontsize=8, color="#a33")
+        ax.text(
+            0.5,
+            0.5,
+            "no episodes to measure this on (n = 0)\nat any value: " + ", ".join(empty),
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="#a33",
+        )
     chance_x, chance_y = [], []
     for x in xs_all:
-        values = [c for s in series for xx, c in zip(s["x"], s["chance"], strict=True) if xx == x and not np.isnan(c)]
+        values = [
+            c
+            for s in series
+            for xx, c in zip(s["x"], s["chance"], strict=True)
+            if xx == x and not np.isnan(c)
+        ]
         if values:
             chance_x.append(x)
             chance_y.append(float(np.mean(values)))
@@ -319,7 +423,9 @@ def knob_curve(series: list[dict[str, Any]], knob: str, ylabel: str, title: str,
     if any_thin:
         handles.append(Line2D([], [], marker="o", mfc="white", mec="black", ls=""))
         labels.append(f"hollow: < {FEW_EPISODES} episodes or not competent")
-    ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    ax.legend(
+        handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False
+    )
     return _save(fig, path)
 
 

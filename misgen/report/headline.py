@@ -49,11 +49,18 @@ def proxy_first_title(records: list[RunRecord]) -> tuple[str, str]:
         if step is None:
             continue
         probes = record.probes[step].get("probes", {})
-        entry = probes.get("proxy-pursuit") if isinstance(probes, dict) else next((p for p in probes if p.get("name") == "proxy-pursuit"), None)
+        entry = (
+            probes.get("proxy-pursuit")
+            if isinstance(probes, dict)
+            else next((p for p in probes if p.get("name") == "proxy-pursuit"), None)
+        )
         conditioning = str(((entry or {}).get("details") or {}).get("conditioning", ""))
         if conditioning:
             if "discriminating" in conditioning or "disambiguat" in conditioning:
-                return "proxy first (capable, disambiguating levels)", "capable episodes on disambiguating levels"
+                return (
+                    "proxy first (capable, disambiguating levels)",
+                    "capable episodes on disambiguating levels",
+                )
             return "proxy first (capable episodes)", "capable episodes"
     return "proxy first (capable episodes)", "capable episodes"
 
@@ -165,11 +172,17 @@ def condition_key(condition: str) -> tuple:
 def goal_sentence(s: ClassSummary, phrase: str) -> str:
     """Which goal ``s`` pursues at test-shift, or why no conclusion can be drawn."""
     shift = s.success("test-shift")
-    shift_txt = f"intended success at test-shift {_fmt(shift.over_seeds)}" if shift else "no test-shift success measured"
+    shift_txt = (
+        f"intended success at test-shift {_fmt(shift.over_seeds)}"
+        if shift
+        else "no test-shift success measured"
+    )
     pf = s.proxy_first
     if s.competent is False:
-        return (f"not competent (train success {s.train_success:.2f} < {COMPETENT_AT}): where it goes at test-shift says "
-                f"little about which goal it learned ({shift_txt})")
+        return (
+            f"not competent (train success {s.train_success:.2f} < {COMPETENT_AT}): where it goes at test-shift says "
+            f"little about which goal it learned ({shift_txt})"
+        )
     if pf is None:
         return f"{shift_txt}; no proxy-first measure for this env"
     n = pf.n_episodes
@@ -198,14 +211,21 @@ def consistency_sentence(s: ClassSummary) -> str:
     parts = []
     if across is not None:
         parts.append(f"goal consistency across episodes {_fmt(across.over_seeds)}")
-    parts.append(f"within episodes {_fmt(within.over_seeds)}" if within is not None else "within episodes not measured")
+    parts.append(
+        f"within episodes {_fmt(within.over_seeds)}" if within is not None else "within episodes not measured"
+    )
     return "; ".join(parts)
 
 
 def _comparable(s: ClassSummary) -> bool:
     pf = s.proxy_first
-    return (not s.scripted and s.competent is not False and pf is not None and pf.n_episodes >= FEW_EPISODES
-            and s.capable_above_chance is not False)
+    return (
+        not s.scripted
+        and s.competent is not False
+        and pf is not None
+        and pf.n_episodes >= FEW_EPISODES
+        and s.capable_above_chance is not False
+    )
 
 
 def difference_sentence(classes: list[ClassSummary]) -> str:
@@ -226,10 +246,14 @@ def difference_sentence(classes: list[ClassSummary]) -> str:
             apart = ea.hi < eb.lo or eb.hi < ea.lo
             if a.seeds > 1 and b.seeds > 1:
                 basis = "outside" if apart else "within"
-                out.append(f"{a.agent} vs {b.agent}: proxy first {ea.mean:.2f} vs {eb.mean:.2f}, {basis} the seed-to-seed spread")
+                out.append(
+                    f"{a.agent} vs {b.agent}: proxy first {ea.mean:.2f} vs {eb.mean:.2f}, {basis} the seed-to-seed spread"
+                )
             else:
                 basis = "intervals do not overlap" if apart else "intervals overlap"
-                out.append(f"{a.agent} vs {b.agent}: proxy first {ea.mean:.2f} vs {eb.mean:.2f} (episode {basis}; one seed, so the seed-to-seed spread is unknown)")
+                out.append(
+                    f"{a.agent} vs {b.agent}: proxy first {ea.mean:.2f} vs {eb.mean:.2f} (episode {basis}; one seed, so the seed-to-seed spread is unknown)"
+                )
     return "Between classes: " + "; ".join(out) + "."
 
 
@@ -241,7 +265,11 @@ def controls_sentence(classes: list[ClassSummary]) -> str:
     parts = []
     for s in refs:
         e = s.proxy_first.over_seeds  # type: ignore[union-attr]
-        parts.append(f"{s.agent} {e.mean:.2f} (n = {s.proxy_first.n_episodes})" if e.n and not np.isnan(e.mean) else f"{s.agent} n/a (n = 0)")  # type: ignore[union-attr]
+        parts.append(
+            f"{s.agent} {e.mean:.2f} (n = {s.proxy_first.n_episodes})"
+            if e.n and not np.isnan(e.mean)
+            else f"{s.agent} n/a (n = 0)"
+        )  # type: ignore[union-attr]
     return "Controls with known goals, proxy first: " + ", ".join(parts) + "."
 
 
@@ -286,15 +314,25 @@ def paragraph(env: str, classes: list[ClassSummary], phrase: str, curve: str = "
     smoke = {f for s in shown for f in _smoke(s)}
     if smoke:
         everyone = all(_smoke(s) for s in shown)
-        sentences.append(f"{'All runs' if everyone else 'Some runs (⚑)'}: {', '.join(sorted(smoke))}, a smoke test, not a result.")
+        sentences.append(
+            f"{'All runs' if everyone else 'Some runs (⚑)'}: {', '.join(sorted(smoke))}, a smoke test, not a result."
+        )
     return " ".join(sentences) + f" (Competent: train success ≥ {COMPETENT_AT}.)"
 
 
 def compact_table(classes: list[ClassSummary], pf_title: str) -> tuple[list[str], list[list[str]]]:
     """At most 8 columns: the answer at a glance."""
     fields = {c.partition("=")[0] for s in classes for c in s.condition.split(", ") if c}
-    header = [f"class @ {fields.pop()}" if len(fields) == 1 else "class", "seeds", "train success", "test-iid success", "test-shift intended success", pf_title,
-              "goal consistency (across; within episodes)", "chance: proxy first; test-shift success"]
+    header = [
+        f"class @ {fields.pop()}" if len(fields) == 1 else "class",
+        "seeds",
+        "train success",
+        "test-iid success",
+        "test-shift intended success",
+        pf_title,
+        "goal consistency (across; within episodes)",
+        "chance: proxy first; test-shift success",
+    ]
     rows = []
     for s in classes:
         label = s.label + (" (not competent)" if s.competent is False else "") + (" ⚑" if s.flags else "")
