@@ -205,10 +205,10 @@ def test_headline_answers_first(store, tmp_path):
     )
     # planner: train success 0.21 < 0.5 -> not competent, no goal attributed, said in words.
     assert (
-        "planner (0.21) is not competent (train success < 0.5)" in paragraph
+        "planner (0.21) is not competent (train success < 0.8)" in paragraph
         and "no goal is attributed" in paragraph
     )
-    assert "(Competent: train success ≥ 0.5.)" in paragraph
+    assert "(Competent: train success ≥ 0.8.)" in paragraph
     assert "cannot be compared on their goal: planner lacks the evidence" in paragraph
     assert (
         "Controls with known goals, proxy first: oracle-intended 0.00 (n = 150), oracle-proxy 1.00 (n = 150)"
