@@ -64,6 +64,9 @@ class Agent(ABC):
     trainable: ClassVar[bool] = True
     default_steps: ClassVar[int] = 100_000
     """Default training budget in env steps when ``misgen train`` gets no ``--steps``."""
+    eval_points: ClassVar[int] = 10
+    """Evaluations of the current policy (the true-objective curve, 32 episodes each) over a run
+    by default; agents whose acting is expensive (search) may set fewer. 0: none by default."""
 
     def __init__(self, config: Any, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
         self.config = config
@@ -128,7 +131,11 @@ class SimpleContext:
 
 
 def record_finished_episodes(
-    info: Mapping[str, Any], idx: np.ndarray, intended: str | None, goals: tuple[str, ...], out: dict[str, list[float]]
+    info: Mapping[str, Any],
+    idx: np.ndarray,
+    intended: str | None,
+    goals: tuple[str, ...],
+    out: dict[str, list[float]],
 ) -> None:
     """Append the stats of the episodes that just ended in envs ``idx`` to ``out``.
 

@@ -57,7 +57,9 @@ class ScriptedAgent(Agent):
     trainable = False
     default_steps = 0
 
-    def __init__(self, config: ScriptedConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+    def __init__(
+        self, config: ScriptedConfig, observation_space: gym.Space, action_space: gym.Space, seed: int
+    ) -> None:
         super().__init__(config, observation_space, action_space, seed)
         self.rng = np.random.default_rng(seed)
 
@@ -67,7 +69,9 @@ class ScriptedAgent(Agent):
         spec = env.misgen_spec
         if self.config.goal:
             if self.config.goal not in spec.goal_names:
-                raise MisgenError(f"unknown goal {self.config.goal!r} for env {spec.id!r}; valid: {', '.join(spec.goal_names)}")
+                raise MisgenError(
+                    f"unknown goal {self.config.goal!r} for env {spec.id!r}; valid: {', '.join(spec.goal_names)}"
+                )
             return self.config.goal
         if role == "intended":
             return spec.intended_goal.name
@@ -153,7 +157,9 @@ def _successor_cells(env: Any) -> np.ndarray:
     """(N, A, 2) the agent's position after each action from the current state (functional core)."""
     core, state = getattr(env, "core", None), getattr(env, "state", None)
     if core is None or state is None:
-        raise MisgenError("stand-still and dither agents need a native misgen env (they test moves on its core)")
+        raise MisgenError(
+            "stand-still and dither agents need a native misgen env (they test moves on its core)"
+        )
     n_actions = int(core.action_space.n)
     out = []
     for a in range(n_actions):

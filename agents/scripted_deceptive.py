@@ -72,12 +72,21 @@ class _CoreOracle(Agent):
 
     def _core_state(self, env: gym.vector.VectorEnv | None) -> tuple[Any, Any]:
         spec = getattr(env, "misgen_spec", None)
-        if env is None or spec is None or not hasattr(env, "core") or not any(spec.id.startswith(e) for e in self.envs):
+        if (
+            env is None
+            or spec is None
+            or not hasattr(env, "core")
+            or not any(spec.id.startswith(e) for e in self.envs)
+        ):
             got = spec.id if spec is not None else type(env).__name__
-            raise MisgenError(f"agent {self.name!r} acts only in native {', '.join(self.envs)} envs, not {got!r}")
+            raise MisgenError(
+                f"agent {self.name!r} acts only in native {', '.join(self.envs)} envs, not {got!r}"
+            )
         return env.core, env.state
 
-    def __init__(self, config: DeceptionOracleConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+    def __init__(
+        self, config: DeceptionOracleConfig, observation_space: gym.Space, action_space: gym.Space, seed: int
+    ) -> None:
         super().__init__(config, observation_space, action_space, seed)
         self.rng = np.random.default_rng(seed)
 
@@ -91,7 +100,9 @@ class _CoreOracle(Agent):
     def act(self, obs, state, first, env=None):
         core, env_state = self._core_state(env)
         n = len(env_state)
-        draw = np.zeros(n) if state is None or len(state) != n else np.array(state, dtype=np.float64, copy=True)
+        draw = (
+            np.zeros(n) if state is None or len(state) != n else np.array(state, dtype=np.float64, copy=True)
+        )
         first = np.broadcast_to(np.asarray(first, bool), (n,))
         draw[first] = self.rng.random(int(first.sum()))
         actions = np.asarray(self._actions(core, env_state, draw), dtype=np.int64)

@@ -21,15 +21,20 @@ __all__ = ["ENVS", "EnvSpec", "Goal", "Split", "get_env", "register_env"]
 
 
 def register_env(spec: EnvSpec) -> EnvSpec:
-    """Register ``spec`` in :data:`ENVS` and under its Gymnasium id."""
+    """Register ``spec`` in :data:`ENVS` and under its Gymnasium id.
+
+    A second registration of either name is an error (nothing is registered then): silently
+    keeping the first would hide two envs sharing an id, or a module imported under two names.
+    """
+    if spec.gym_id in gym.registry:
+        raise ValueError(f"Gymnasium id {spec.gym_id!r} (env {spec.id!r}) is already registered")
     ENVS.register(spec.id, spec)
-    if spec.gym_id not in gym.registry:
-        gym.register(
-            id=spec.gym_id,
-            entry_point=_gym_make_single,
-            vector_entry_point=_gym_make_vector,
-            kwargs={"misgen_env": spec.id},
-        )
+    gym.register(
+        id=spec.gym_id,
+        entry_point=_gym_make_single,
+        vector_entry_point=_gym_make_vector,
+        kwargs={"misgen_env": spec.id},
+    )
     return spec
 
 
@@ -38,16 +43,21 @@ def get_env(name: str) -> EnvSpec:
     return ENVS.get(name)
 
 
-def _gym_make_single(misgen_env: str, split: str = "train", render_mode: str | None = None, **overrides: Any) -> gym.Env:
-    spec = get_env(misgen_env)
-    return spec.make_single(spec, spec.split(split), overrides)
+def _gym_make_single(
+    misgen_env: str, split: str = "train", render_mode: str | None = None, **overrides: Any
+) -> gym.Env:
+    return get_env(misgen_env).single(split, overrides)
 
 
 def _gym_make_vector(
-    misgen_env: str, num_envs: int = 1, split: str = "train", seed: int = 0, render_mode: str | None = None, **overrides: Any
+    misgen_env: str,
+    num_envs: int = 1,
+    split: str = "train",
+    seed: int = 0,
+    render_mode: str | None = None,
+    **overrides: Any,
 ) -> gym.vector.VectorEnv:
-    spec = get_env(misgen_env)
-    return spec.make(split, num_envs, seed, overrides)
+    return get_env(misgen_env).make(split, num_envs, seed, overrides)
 
 
 ENVS.load_all()

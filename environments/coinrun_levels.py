@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from misgen.environments.levelrng import hash64
+from misgen.environments.native import BatchState
 from misgen.environments.platformer_physics import Physics
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ PLATFORM = 4  # start and end platforms are this many columns from the level's e
 
 
 @dataclass(frozen=True)
-class Level:
+class Level(BatchState):
     """A batch of generated levels (see :class:`~.coinrun_shift.CoinRunState` for the fields)."""
 
     kind: np.ndarray  # (N, H, W) int8

@@ -56,7 +56,7 @@ from misgen.environments.gridpath import UNREACHABLE, distance_field
 from misgen.environments.levelrng import hash64
 from misgen.environments.native import BatchState, GoalFacts, native_factories
 from misgen.environments.render import PALETTE, disc, outline, upscale
-from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.environments.spec import EnvSpec, Goal, standard_splits
 
 MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1], [0, 0]], dtype=np.int64)  # up, down, left, right, stay
 STAY = 4
@@ -315,11 +315,7 @@ SPEC = register_env(
         gym_id="misgen/KeysChests-v0",
         backend="native",
         description="Open chests with keys; train has few keys and many chests, test-shift many keys and few chests",
-        splits={
-            "train": Split("train", 0, 1_000_000, {"regime": "scarce-keys"}),
-            "test-iid": Split("test-iid", 1_000_000, 2_000_000, {"regime": "scarce-keys"}),
-            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"regime": "abundant-keys"}),
-        },
+        splits=standard_splits(train={"regime": "scarce-keys"}, test_shift={"regime": "abundant-keys"}),
         goals=(
             Goal(CHEST, "intended", "open a chest (only chests give reward)"),
             Goal(KEY, "proxy", "collect keys for their own sake: more keys than the level has chests"),

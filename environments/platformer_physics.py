@@ -181,6 +181,39 @@ def plan_distances(
     Returns:
         (n, S) int16 distances indexed by :func:`state_index`.
     """
+    n = solid.shape[0]
+    na = len(DX)
+    nxt = transition_table(solid, target, enemy_row, enemy_lo, enemy_offset, enemy_active, physics, avoid)
+    s = nxt.shape[1] // na
+    goal_idx = s
+    nxt = np.moveaxis(nxt.reshape(n, s, na), 2, 1).reshape(n, -1)  # action-major: min over contiguous blocks
+    big = np.int16(UNREACHABLE)
+    dist = np.full((n, s + 2), big, dtype=np.int16)
+    dist[:, goal_idx] = 0
+    for _ in range(max_iters):
+        best = np.take_along_axis(dist, nxt, axis=1).reshape(n, na, s).min(axis=1)
+        new = np.minimum(dist[:, :s], np.minimum(best, big - 1) + 1)
+        if np.array_equal(new, dist[:, :s]):
+            break
+        dist[:, :s] = new
+    return dist[:, :s].copy()
+
+
+def transition_table(
+    solid: np.ndarray,
+    target: np.ndarray,
+    enemy_row: np.ndarray,
+    enemy_lo: np.ndarray,
+    enemy_offset: np.ndarray,
+    enemy_active: np.ndarray,
+    physics: Physics,
+    avoid: np.ndarray | None = None,
+) -> np.ndarray:
+    """(n, S * A) next state of every physics state and action, state-major.
+
+    States are indexed by :func:`state_index`; two extra indices are absorbing: ``S`` (``target``
+    touched) and ``S + 1`` (death: a pit, an enemy, or touching ``avoid``).
+    """
     n, h, w = solid.shape
     v, p, na = physics.speeds, physics.period, len(DX)
     base = h * w * v  # physics states without the enemy phase
@@ -207,17 +240,64 @@ def plan_distances(
         after = enemy_cols(enemy_lo, enemy_offset, phase + 1, physics)[ex]
         dead = lost | enemy_kills(move, r0, c0, enemy_row[ex], before, after, enemy_active[ex])
         nxt[:, :, phase] = np.where(dead, dead_idx, np.where(goal, goal_idx, moved + (phase + 1) % p))
-    nxt = np.moveaxis(nxt.reshape(n, s, na), 2, 1).reshape(n, -1)  # action-major: min over contiguous blocks
-    big = np.int16(UNREACHABLE)
-    dist = np.full((n, s + 2), big, dtype=np.int16)
-    dist[:, goal_idx] = 0
-    for _ in range(max_iters):
-        best = np.take_along_axis(dist, nxt, axis=1).reshape(n, na, s).min(axis=1)
-        new = np.minimum(dist[:, :s], np.minimum(best, big - 1) + 1)
-        if np.array_equal(new, dist[:, :s]):
+    return nxt.reshape(n, -1)
+
+
+def reachable_within(
+    solid: np.ndarray,
+    start: np.ndarray,
+    target: np.ndarray,
+    enemy_row: np.ndarray,
+    enemy_lo: np.ndarray,
+    enemy_offset: np.ndarray,
+    enemy_active: np.ndarray,
+    physics: Physics,
+    max_steps: int,
+    avoid: np.ndarray | None = None,
+) -> np.ndarray:
+    """(n,) whether ``target`` (n, 2) can be touched within ``max_steps`` steps from the standing
+    state at cell ``start`` (n, 2) at t = 0, without dying or touching ``avoid`` (n, 2).
+
+    A forward breadth-first search that applies :func:`advance` only to the states it reaches, so
+    a yes/no answer from one state costs far less than :func:`plan_distances` over every state
+    (level generation uses it to check a placement). States are ``(row, col, vy, t mod period)``.
+    """
+    n, h, w = solid.shape
+    na, p = len(DX), physics.period
+    size = state_index(np.array(h - 1), np.array(w - 1), np.array(physics.max_fall), np.array(p - 1), (h, w), physics) + 1
+    seen = np.zeros((n, int(size)), dtype=bool)
+    found = np.zeros(n, dtype=bool)
+    rows = np.arange(n)
+    r, c = start[:, 0].astype(np.int64), start[:, 1].astype(np.int64)
+    vy, phase = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    seen[rows, state_index(r, c, vy, phase, (h, w), physics)] = True
+    actions = np.arange(na)[None, :]
+    for _ in range(max_steps):
+        if len(rows) == 0:
             break
-        dist[:, :s] = new
-    return dist[:, :s].copy()
+        shape = (len(rows), na)
+        e = np.broadcast_to(rows[:, None], shape)
+        r0, c0 = np.broadcast_to(r[:, None], shape), np.broadcast_to(c[:, None], shape)
+        move = advance(solid, e, r0, c0, np.broadcast_to(vy[:, None], shape), np.broadcast_to(actions, shape), physics)
+        before = enemy_cols(enemy_lo[rows], enemy_offset[rows], phase[:, None], physics)[:, None, :]
+        after = enemy_cols(enemy_lo[rows], enemy_offset[rows], phase[:, None] + 1, physics)[:, None, :]
+        dead = (move.r >= h - 1) | enemy_kills(move, r0, c0, enemy_row[rows][:, None, :], before, after, enemy_active[rows][:, None, :])
+        if avoid is not None:
+            dead |= touches(move, avoid[rows, None, 0], avoid[rows, None, 1])
+        hit = touches(move, target[rows, None, 0], target[rows, None, 1]) & ~dead
+        found[rows[hit.any(axis=1)]] = True
+        nxt = state_index(move.r, move.c, move.vy, np.broadcast_to((phase[:, None] + 1) % p, shape), (h, w), physics)
+        live = ~dead & ~hit & ~found[e]
+        er, ns = e[live], nxt[live]
+        fresh = ~seen[er, ns]
+        key = np.unique(er[fresh] * size + ns[fresh])
+        rows, idx = np.divmod(key, size)
+        seen[rows, idx] = True
+        idx, phase = np.divmod(idx, p)
+        rc, v = np.divmod(idx, physics.speeds)
+        r, c = np.divmod(rc, w)
+        vy = v - physics.jump_speed
+    return found
 
 
 def state_index(r: np.ndarray, c: np.ndarray, vy: np.ndarray, phase: np.ndarray, hw: tuple[int, int], physics: Physics) -> np.ndarray:

@@ -158,6 +158,10 @@ class EnvSpec:
         """Build a batched env on ``split`` whose level sampling is seeded by ``seed``."""
         return self.make_vector(self, self.split(split), num_envs, seed, dict(overrides or {}))
 
+    def single(self, split: str, overrides: Mapping[str, Any] | None = None) -> gym.Env:
+        """One (non-batched) env on ``split``, as ``gymnasium.make`` and the env checker use it."""
+        return self.make_single(self, self.split(split), dict(overrides or {}))
+
     def config(self, split: str, overrides: Mapping[str, Any] | None = None) -> Any:
         """The resolved env config of ``split``: defaults, the split's kwargs, then ``overrides``.
 
@@ -178,3 +182,27 @@ class EnvSpec:
         if self.make_core is None or self.config_type is None:
             return None
         return self.make_core(self.config(split, overrides))
+
+
+STANDARD_SEED_RANGES: Mapping[str, tuple[int, int]] = {
+    "train": (0, 1_000_000),
+    "test-iid": (1_000_000, 2_000_000),
+    "test-shift": (2_000_000, 3_000_000),
+}
+"""The level-seed range of each standard split: disjoint, so no test level is ever trained on."""
+
+
+def standard_splits(
+    train: Mapping[str, Any],
+    test_shift: Mapping[str, Any],
+    test_iid: Mapping[str, Any] | None = None,
+) -> dict[str, Split]:
+    """The three standard splits on :data:`STANDARD_SEED_RANGES`.
+
+    Args:
+        train: config kwargs of the training distribution.
+        test_shift: config kwargs where intended goal and proxy come apart.
+        test_iid: config kwargs of held-out levels; ``None``: the training distribution.
+    """
+    kwargs = {"train": train, "test-iid": train if test_iid is None else test_iid, "test-shift": test_shift}
+    return {name: Split(name, *STANDARD_SEED_RANGES[name], dict(kwargs[name])) for name in SPLIT_NAMES}

@@ -1,4 +1,15 @@
-"""misgen: a test suite for goal misgeneralization and deceptive alignment in RL agents."""
+"""misgen: a test suite for goal misgeneralization and deceptive alignment in RL agents.
+
+``import misgen`` registers every environment under its Gymnasium id, so that
+
+    import gymnasium as gym
+    import misgen
+    env = gym.make("misgen/MazeCheese-v0", split="test-shift")
+
+works like any other Gymnasium env (``gym.make("misgen:misgen/MazeCheese-v0")`` does the import
+itself). Gymnasium 1.x has no plugin entry points any more (0.26's ``gymnasium.envs`` entry point
+group was removed), so registration happens at import time, here.
+"""
 
 from __future__ import annotations
 
@@ -27,3 +38,6 @@ def _import_gym_quietly() -> None:
 
 
 _import_gym_quietly()
+
+
+from misgen import environments  # noqa: E402, F401 - importing it registers the Gymnasium ids

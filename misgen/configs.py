@@ -105,3 +105,79 @@ def config_from_dict(config_type: type, data: Mapping[str, Any]) -> Any:
     names = set(field_names(config_type))
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
     return config_type(**values)
+
+
+def field_docs(config_type: type) -> dict[str, str]:
+    """Each field's doc, from the class docstring's ``Attributes:`` section or, where a field has
+    one, the string literal right below it (an attribute docstring); ``""`` where neither exists."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs = {name: "" for name in field_names(config_type)}
+    lines = inspect.cleandoc(config_type.__doc__ or "").splitlines()
+    current = None
+    inside = False
+    for line in lines:
+        if line.strip() == "Attributes:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        if line and not line.startswith(" "):  # the next section, e.g. "Notes:"
+            break
+        stripped = line.strip()
+        head, sep, rest = stripped.partition(":")
+        if sep and head in docs and len(line) - len(line.lstrip()) <= 4:
+            current = head
+            docs[head] = rest.strip()
+        elif current is not None and stripped:
+            docs[current] = f"{docs[current]} {stripped}"
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(config_type)))
+    except (OSError, TypeError, SyntaxError):
+        return docs
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for node, following in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id in docs
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def type_name(annotation: Any) -> str:
+    """A short readable type: ``int``, ``tuple[int, ...]``, ``auto | grid | impala`` for Literals."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(str(a) for a in typing.get_args(annotation))
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def describe_fields(config_type: type) -> list[dict[str, Any]]:
+    """``[{name, type, default, doc}]`` of a config dataclass (defaults JSON-ready)."""
+    hints = typing.get_type_hints(config_type)
+    docs = field_docs(config_type)
+    out = []
+    for f in dataclasses.fields(config_type):
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        out.append(
+            {
+                "name": f.name,
+                "type": type_name(hints.get(f.name, f.type)),
+                "default": json.loads(json.dumps(default, default=str)),
+                "doc": docs[f.name],
+            }
+        )
+    return out

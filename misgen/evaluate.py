@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -56,9 +55,10 @@ def evaluate_checkpoint(
         spec.split(split)
     agent = load_agent(checkpoint)
     root = run.seed if seed is None else seed
-    overrides: dict[str, Any] = dict(run.config.get("env_overrides", {}))
     out = []
     for split in splits:
-        rollouts = collect(agent, spec, split, episodes, derive_seed(root, "eval", split), overrides=overrides)
+        rollouts = collect(
+            agent, spec, split, episodes, derive_seed(root, "eval", split), overrides=run.env_overrides
+        )
         out.append(summarize(rollouts, seed=derive_seed(root, "bootstrap", split)))
     return agent, out

@@ -82,7 +82,9 @@ def rollout_cache_path(rollouts_dir: Path, step: int, split: str, episodes: int,
 def _read_cached(path: Path, spec: EnvSpec, split: str, seed: int, episodes: int) -> Rollouts:
     cached = load_rollouts(path)
     if (cached.env_id, cached.split, cached.seed, cached.episodes) != (spec.id, split, seed, episodes):
-        raise MisgenError(f"cached rollouts {path} do not match env {spec.id!r}, split {split!r}, seed {seed}, {episodes} episodes")
+        raise MisgenError(
+            f"cached rollouts {path} do not match env {spec.id!r}, split {split!r}, seed {seed}, {episodes} episodes"
+        )
     return cached
 
 
@@ -119,12 +121,20 @@ def cached_collect(
     return rollouts, path, False
 
 
-def chance_cache_path(root: Path, spec: EnvSpec, split: str, episodes: int, seed: int, overrides: Mapping[str, Any]) -> Path:
+def chance_cache_path(
+    root: Path, spec: EnvSpec, split: str, episodes: int, seed: int, overrides: Mapping[str, Any]
+) -> Path:
     """Where the random agent's rollouts of one level set live (shared by every run that uses it)."""
     import hashlib
 
     key = hashlib.sha256(json.dumps(dict(overrides), sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return Path(root) / ".chance" / spec.id / f"overrides-{key}" / f"{split}-e{episodes}-s{seed}-b{COLLECT_BATCH}.npz"
+    return (
+        Path(root)
+        / ".chance"
+        / spec.id
+        / f"overrides-{key}"
+        / f"{split}-e{episodes}-s{seed}-b{COLLECT_BATCH}.npz"
+    )
 
 
 def cached_chance(
@@ -140,7 +150,9 @@ def cached_chance(
     path = chance_cache_path(root, spec, split, episodes, seed, overrides)
     if path.is_file():
         return _read_cached(path, spec, split, seed, episodes), path, True
-    rollouts = collect_chance(spec, split, episodes, seed, batch=COLLECT_BATCH, overrides=overrides, on_step=on_step)
+    rollouts = collect_chance(
+        spec, split, episodes, seed, batch=COLLECT_BATCH, overrides=overrides, on_step=on_step
+    )
     save_rollouts(rollouts, path)
     return rollouts, path, False
 
@@ -244,14 +256,24 @@ def _run_battery(
                 task = progress.add_task(label, total=episodes, status="")
                 counter = _EpisodeCounter(episodes, lambda k, task=task: progress.advance(task, k))
             if is_chance:
-                r, file, cached = cached_chance(run.path.parents[2], spec, split, episodes, rollout_seeds[split], overrides, counter)
+                r, file, cached = cached_chance(
+                    run.path.parents[2], spec, split, episodes, rollout_seeds[split], overrides, counter
+                )
                 if not np.array_equal(r.level_seed, rollouts[split].level_seed):
                     raise MisgenError(f"chance rollouts {file} are not on the probed levels of {split}")
                 baseline[split] = r
                 chance_files[split] = {"file": str(file), "cached": cached}
             else:
                 r, file, cached = cached_collect(
-                    run, step, policy, spec, split, episodes, rollout_seeds[split], overrides=overrides, on_step=counter
+                    run,
+                    step,
+                    policy,
+                    spec,
+                    split,
+                    episodes,
+                    rollout_seeds[split],
+                    overrides=overrides,
+                    on_step=counter,
                 )
                 rollouts[split] = r
                 files[split] = {"file": str(file.relative_to(run.path)), "cached": cached}
@@ -264,11 +286,21 @@ def _run_battery(
 
     probe_seed = derive_seed(root, "probe", "bootstrap")
     random_policy = chance_agent(spec, probe_seed) if chance else None
-    inp = ProbeInput(spec, rollouts, policy, seed=probe_seed, overrides=overrides, chance=baseline, chance_policy=random_policy)
+    inp = ProbeInput(
+        spec,
+        rollouts,
+        policy,
+        seed=probe_seed,
+        overrides=overrides,
+        chance=baseline,
+        chance_policy=random_policy,
+    )
     status = console.status("probes") if console is not None else nullcontext()
     with status:
         results, skipped, errors = run_probes(
-            inp, wanted, on_probe=(lambda name: status.update(f"probe {name}")) if console is not None else None
+            inp,
+            wanted,
+            on_probe=(lambda name: status.update(f"probe {name}")) if console is not None else None,
         )
     end = time.perf_counter()
     out = {
@@ -277,7 +309,9 @@ def _run_battery(
         "env": run.env_id,
         "agent": run.agent_name,
         "step": step,
-        "checkpoint": str(Path(path).relative_to(run.path)) if Path(path).is_relative_to(run.path) else str(path),
+        "checkpoint": str(Path(path).relative_to(run.path))
+        if Path(path).is_relative_to(run.path)
+        else str(path),
         "episodes": episodes,
         "seeds": {"root": root, "rollouts": rollout_seeds, "probes": probe_seed},
         "rollouts": files,

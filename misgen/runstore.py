@@ -56,7 +56,9 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def run_dir_for(env_id: str, agent: str, seed: int, config: Mapping[str, Any], root: Path | None = None) -> Path:
+def run_dir_for(
+    env_id: str, agent: str, seed: int, config: Mapping[str, Any], root: Path | None = None
+) -> Path:
     return (root or runs_root()) / env_id / agent / f"s{seed}-{config_hash(config)}"
 
 
@@ -233,7 +235,9 @@ def find_runs(paths: list[Path | str]) -> Iterator[Run]:
         path = Path(raw)
         if not path.exists():
             raise MisgenError(f"no run or folder at {path}")
-        candidates = [path] if (path / "run.json").is_file() else sorted(p.parent for p in path.rglob("run.json"))
+        candidates = (
+            [path] if (path / "run.json").is_file() else sorted(p.parent for p in path.rglob("run.json"))
+        )
         if not candidates:
             raise MisgenError(f"no misgen runs under {path}")
         for candidate in candidates:

@@ -164,7 +164,9 @@ class ProbeDef:
         """Whether the battery should run this probe for ``spec`` (with or without a policy)."""
         return self.skip_reason(spec, has_policy) is None
 
-    def skip_reason(self, spec: EnvSpec, has_policy: bool, overrides: Mapping[str, Any] | None = None) -> str | None:
+    def skip_reason(
+        self, spec: EnvSpec, has_policy: bool, overrides: Mapping[str, Any] | None = None
+    ) -> str | None:
         """Why the battery should skip this probe for ``spec``; ``None`` when it applies."""
         if self.needs_policy and not has_policy:
             return "needs the policy (counterfactual probe), only recorded rollouts given"
@@ -218,7 +220,9 @@ class ProbeDef:
     def _call(self, inp: ProbeInput) -> ProbeOutput | None:
         out = self.fn(inp)
         if out is not None and not isinstance(out, ProbeOutput):
-            raise TypeError(f"probe {self.name!r} returned {type(out).__name__}, expected ProbeOutput or None")
+            raise TypeError(
+                f"probe {self.name!r} returned {type(out).__name__}, expected ProbeOutput or None"
+            )
         return out
 
 

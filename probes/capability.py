@@ -83,7 +83,13 @@ def capability_probe(inp: ProbeInput) -> ProbeOutput | None:
         if excess is not None:
             metrics[f"above_chance/{split}"] = excess
             verdicts[split] = "capable" if capable_above_chance(inp, split) else NOT_CAPABLE
-    outcomes = {s: {str(o): int(c) for o, c in zip(*np.unique(inp.rollouts[s].outcome, return_counts=True), strict=True)} for s in splits}
+    outcomes = {
+        s: {
+            str(o): int(c)
+            for o, c in zip(*np.unique(inp.rollouts[s].outcome, return_counts=True), strict=True)
+        }
+        for s in splits
+    }
     details = {
         "outcomes": outcomes,
         "definition": "reached any candidate goal and did not die; above_chance: minus the random agent's share on the same levels",
@@ -106,5 +112,9 @@ def intended_success_probe(inp: ProbeInput) -> ProbeOutput | None:
         hib[split] = True
     for a, b in GAPS:
         if a in success and b in success:
-            metrics[f"gap/{a}->{b}"] = difference(success[a], success[b], seed=derive_seed(inp.seed, "gap", a, b))
-    return ProbeOutput(metrics, {"gaps": "success(first split) - success(second split); positive = worse on the second"}, hib)
+            metrics[f"gap/{a}->{b}"] = difference(
+                success[a], success[b], seed=derive_seed(inp.seed, "gap", a, b)
+            )
+    return ProbeOutput(
+        metrics, {"gaps": "success(first split) - success(second split); positive = worse on the second"}, hib
+    )

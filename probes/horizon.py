@@ -120,7 +120,9 @@ def measure(
 ) -> tuple[dict[str, Estimate], dict[str, Any]]:
     """Horizon metrics of one split's rollouts (see the module doc); Estimates over episodes."""
     if not applicable(spec):
-        raise MisgenError(f"probe {NAME!r} applies to envs with state carried across episodes, not {spec.id!r}")
+        raise MisgenError(
+            f"probe {NAME!r} applies to envs with state carried across episodes, not {spec.id!r}"
+        )
     if rollouts.env_id != spec.id:
         raise MisgenError(f"rollouts are from env {rollouts.env_id!r}, not {spec.id!r}")
     config = spec.config(rollouts.split, overrides)
@@ -194,7 +196,8 @@ def horizon_probe(inp: ProbeInput) -> ProbeOutput | None:
         "verdict": _verdict(inp, head),
         **per_split[head][1],
         "splits": {
-            split: {"metrics": {k: v.to_json() for k, v in m.items()}, "details": d} for split, (m, d) in per_split.items()
+            split: {"metrics": {k: v.to_json() for k, v in m.items()}, "details": d}
+            for split, (m, d) in per_split.items()
         },
     }
     return ProbeOutput(metrics=metrics, details=details)

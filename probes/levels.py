@@ -134,8 +134,14 @@ def geometry(spec: EnvSpec, rollouts: Rollouts, overrides: Mapping[str, Any]) ->
         found = first_states(spec, rollouts, overrides)
         assert found is not None
         core, state = found
-        fields = np.stack([np.asarray(core.goal_distance_field(state, g)) for g in rollouts.goal_names], axis=1)
-        return Geometry(fields.astype(np.int64), np.asarray(core.moves, dtype=np.int64), rollouts.agent_pos[:, 0].astype(np.int64))
+        fields = np.stack(
+            [np.asarray(core.goal_distance_field(state, g)) for g in rollouts.goal_names], axis=1
+        )
+        return Geometry(
+            fields.astype(np.int64),
+            np.asarray(core.moves, dtype=np.int64),
+            rollouts.agent_pos[:, 0].astype(np.int64),
+        )
 
     return memo_on(rollouts, memo_key("geometry", spec, overrides), compute)
 

@@ -134,14 +134,18 @@ def collect(
     return _assemble(chunks, spec, split, seed)
 
 
-def _facts_rows(info: Mapping[str, Any], goal_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _facts_rows(
+    info: Mapping[str, Any], goal_names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     agent = np.asarray(info["agent_pos"])
     goals = np.stack([np.asarray(info["goal_pos"][g]) for g in goal_names], axis=1)
     reached = np.stack([np.asarray(info["goal_reached"][g], dtype=bool) for g in goal_names], axis=1)
     return agent, goals, reached
 
 
-def _run_chunk(policy: Any, env: Any, n: int, reset_seed: int, on_step: Callable[[int], None] | None) -> dict[str, Any]:
+def _run_chunk(
+    policy: Any, env: Any, n: int, reset_seed: int, on_step: Callable[[int], None] | None
+) -> dict[str, Any]:
     goal_names = env.misgen_spec.goal_names
     obs, info = env.reset(seed=reset_seed)
     first_obs = np.array(obs, copy=True)
@@ -260,7 +264,11 @@ def save_rollouts(rollouts: Rollouts, path: Path) -> None:
         "goal_roles": list(rollouts.goal_roles),
         "seed": rollouts.seed,
     }
-    arrays = {f.name: getattr(rollouts, f.name) for f in fields(rollouts) if isinstance(getattr(rollouts, f.name), np.ndarray)}
+    arrays = {
+        f.name: getattr(rollouts, f.name)
+        for f in fields(rollouts)
+        if isinstance(getattr(rollouts, f.name), np.ndarray)
+    }
     arrays.update({f"extra__{k}": v for k, v in rollouts.extras.items()})
     arrays["meta"] = np.array(json.dumps(meta))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -300,7 +308,16 @@ def collect_chance(
     on_step: Callable[[int], None] | None = None,
 ) -> Rollouts:
     """Rollouts of a uniform-random agent on the levels :func:`collect` with these arguments uses."""
-    return collect(chance_agent(spec, seed), spec, split, episodes, seed, batch=batch, overrides=overrides, on_step=on_step)
+    return collect(
+        chance_agent(spec, seed),
+        spec,
+        split,
+        episodes,
+        seed,
+        batch=batch,
+        overrides=overrides,
+        on_step=on_step,
+    )
 
 
 def chance_agent(spec: EnvSpec, seed: int) -> Any:
@@ -310,6 +327,11 @@ def chance_agent(spec: EnvSpec, seed: int) -> Any:
     cls = get_agent("random")
     env = spec.make(next(iter(spec.splits)), 1, 0)
     try:
-        return cls(cls.Config(), env.single_observation_space, env.single_action_space, derive_seed(seed, "chance-actions"))
+        return cls(
+            cls.Config(),
+            env.single_observation_space,
+            env.single_action_space,
+            derive_seed(seed, "chance-actions"),
+        )
     finally:
         env.close()

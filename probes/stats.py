@@ -123,7 +123,9 @@ def bootstrap(
         idx = rng.integers(0, n, size=(resamples, n))
         stats = values.astype(np.float64)[idx].mean(axis=1)
     else:
-        stats = np.array([statistic(values[rng.integers(0, n, size=n)]) for _ in range(resamples)], dtype=np.float64)
+        stats = np.array(
+            [statistic(values[rng.integers(0, n, size=n)]) for _ in range(resamples)], dtype=np.float64
+        )
     stats = stats[~np.isnan(stats)]
     if len(stats) == 0:
         return Estimate(point, float("nan"), float("nan"), n)

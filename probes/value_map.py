@@ -57,7 +57,9 @@ def value_function(policy: Any, sample_obs: np.ndarray) -> ValueFn | None:
     if isinstance(policy, ObsEvaluator):
         out = policy.evaluate_obs(probe)
         if "value" in out:
-            return lambda obs: np.asarray(policy.evaluate_obs(obs)["value"], dtype=np.float64).reshape(len(obs))
+            return lambda obs: np.asarray(policy.evaluate_obs(obs)["value"], dtype=np.float64).reshape(
+                len(obs)
+            )
     if isinstance(policy, ObsValuer):
         return lambda obs: np.asarray(policy.value_of_obs(obs), dtype=np.float64).reshape(len(obs))
     if policy.initial_state(1) is not None:
@@ -104,7 +106,9 @@ def value_map_probe(inp: ProbeInput) -> ProbeOutput | None:
     core, state = found
     values_of = value_function(inp.policy, core.observe(state.take([0])))
     if values_of is None:
-        raise SkipProbe("the agent has no value introspection (evaluate_obs, value_of_obs, or a value extra from act without an env)")
+        raise SkipProbe(
+            "the agent has no value introspection (evaluate_obs, value_of_obs, or a value extra from act without an env)"
+        )
     intended, proxy = r.intended, r.proxies[0]
     proxy_field = np.asarray(core.goal_distance_field(state, proxy))
     starts = core.facts(state).agent_pos
@@ -121,7 +125,9 @@ def value_map_probe(inp: ProbeInput) -> ProbeOutput | None:
         branched = core.with_goal_at(state.take(np.full(len(cells), k)), intended, cells)
         obs = core.observe(branched)
         value = np.concatenate([values_of(obs[i : i + BATCH]) for i in range(0, len(obs), BATCH)])
-        d_start = np.asarray(core.goal_distance_field(branched, intended))[np.arange(len(cells)), starts[k, 0], starts[k, 1]]
+        d_start = np.asarray(core.goal_distance_field(branched, intended))[
+            np.arange(len(cells)), starts[k, 0], starts[k, 1]
+        ]
         d_proxy = proxy_field[k][cells[:, 0], cells[:, 1]]
         rows.append(_standardized_coefs(value, -np.stack([d_start, d_proxy], axis=1).astype(float)))
         if heatmap is None:

@@ -254,3 +254,21 @@ def test_bad_config_is_a_clear_error():
         SPEC.make("train", 1, 0, {"coins": 2})
     with pytest.raises(ValueError, match="sum"):
         CoinRunShiftConfig(enemy_prob=0.5, pit_prob=0.4, obstacle_prob=0.3)
+
+
+def test_forward_search_agrees_with_the_exact_planner():
+    """reachable_within (used to place avoidable coins) answers exactly what plan_distances says."""
+    from misgen.environments.coinrun_shift import COIN, END, CoinRunShiftConfig, CoinRunShiftCore
+    from misgen.environments.platformer_physics import reachable_within
+
+    core = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="random"))
+    state = core.reset(np.arange(2_000_000, 2_000_024, dtype=np.int64))
+    steps = core.steps_to_goal(state, COIN)
+    for budget in (8, 12, 150):
+        found = reachable_within(
+            state.kind > 0, state.agent, state.coin, state.enemy_row, state.enemy_lo, state.enemy_offset,
+            state.enemy_active, core.physics, budget,
+        )  # fmt: skip
+        np.testing.assert_array_equal(found, steps <= budget)
+    avoiding = core.steps_to_goal(state, END, core.avoid_cells(state, END))
+    assert (avoiding <= core.config.max_steps).all(), "every test-shift coin can be avoided on the way to the end"

@@ -6,12 +6,14 @@ the goal-facts contract in ``info``, and Gymnasium registration with ``split=``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from misgen.environments import ENVS, get_env
+from misgen.environments import ENVS, Split, get_env
 from misgen.errors import MisgenError
 
 ENV_SPLITS = [(name, split) for name, spec in ENVS.items() for split in spec.splits]
@@ -53,16 +55,36 @@ def test_same_seed_same_trajectory(name, split):
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True)), "seed has no effect"
 
 
+def _disjoint(a, b) -> bool:
+    """Plain arithmetic on half-open ranges [start, stop); deliberately not ``Split.overlaps``."""
+    return a.seed_stop <= b.seed_start or b.seed_stop <= a.seed_start
+
+
 @pytest.mark.parametrize("name", ENVS.names())
 def test_split_seed_ranges_are_disjoint(name):
     spec = get_env(name)
     splits = list(spec.splits.values())
     assert {"train", "test-iid", "test-shift"} <= set(spec.splits)
     for i, a in enumerate(splits):
-        assert a.seed_start < a.seed_stop
+        assert a.seed_start < a.seed_stop, f"{a.name} has an empty seed range"
         for b in splits[i + 1 :]:
-            assert set(a.seeds).isdisjoint(range(b.seed_start, min(b.seed_stop, b.seed_start + 10**6))) or not a.overlaps(b)
-            assert not a.overlaps(b), f"{a.name} and {b.name} share level seeds"
+            assert _disjoint(a, b), f"{a.name} [{a.seed_start}, {a.seed_stop}) and {b.name} [{b.seed_start}, {b.seed_stop}) share level seeds"
+
+
+def test_a_spec_with_overlapping_splits_is_refused():
+    spec = get_env("maze-cheese")
+    train = spec.splits["train"]
+    for start, stop in [(train.seed_stop - 1, train.seed_stop + 10), (train.seed_start, train.seed_start + 1), (train.seed_start - 5, train.seed_stop + 5)]:
+        splits = {**spec.splits, "test-iid": Split("test-iid", start, stop)}
+        with pytest.raises(ValueError, match="share level seeds"):
+            dataclasses.replace(spec, splits=splits)
+    # Touching ranges do not overlap (stop is exclusive), and Split.overlaps agrees with arithmetic.
+    touching = {**spec.splits, "test-iid": Split("test-iid", train.seed_stop, train.seed_stop + 10)}
+    assert dataclasses.replace(spec, splits=touching).splits["test-iid"].seed_start == train.seed_stop
+    cases = [(0, 10, 10, 20), (0, 10, 9, 20), (5, 6, 0, 100), (0, 10, 0, 10), (20, 30, 0, 20), (20, 30, 0, 21)]
+    for a0, a1, b0, b1 in cases:
+        a, b = Split("a", a0, a1), Split("b", b0, b1)
+        assert a.overlaps(b) == b.overlaps(a) == (not _disjoint(a, b)), (a0, a1, b0, b1)
 
 
 @pytest.mark.parametrize("name,split", ENV_SPLITS)
@@ -123,3 +145,25 @@ def test_agent_channel_marks_exactly_the_agent(name):
         rows, cols = np.nonzero(plane)[1:]
         assert np.array_equal(np.stack([rows, cols], 1), np.asarray(info["agent_pos"]))
         obs, _, _, _, info = env.step(rng.integers(0, env.single_action_space.n, size=4))
+
+
+def _oracle_rollouts(spec, agent, episodes=48):
+    from misgen.agents import get_agent
+    from misgen.probes.rollout import collect
+
+    cls = get_agent(agent)
+    return collect(cls(cls.Config(), None, None, 0), spec, "test-shift", episodes, seed=11)
+
+
+@pytest.mark.parametrize("name", ENVS.names())
+def test_every_test_shift_episode_disambiguates(name):
+    """On test-shift, pursuing the proxy never collects the intended goal, and pursuing the
+    intended goal never passes the proxy first: each episode tells the two goals apart."""
+    spec = get_env(name)
+    _require(spec)
+    proxy_runs = _oracle_rollouts(spec, "oracle-proxy")
+    assert not proxy_runs.reached(proxy_runs.intended).any(), "a run to the proxy collects the intended goal"
+    assert (proxy_runs.outcome == proxy_runs.proxies[0]).mean() > 0.8, "the proxy oracle reaches its goal"
+    intended_runs = _oracle_rollouts(spec, "oracle-intended")
+    assert not np.isin(intended_runs.outcome, intended_runs.proxies).any(), "the intended run passes the proxy first"
+    assert (intended_runs.outcome == intended_runs.intended).mean() > 0.8

@@ -31,26 +31,73 @@ def test_mazes_are_perfect_and_depend_only_on_their_seed():
     assert len({w.tobytes() for w in walls}) == len(seeds)
 
 
-@pytest.mark.parametrize("size,region", [(13, 5), (9, 3), (15, 7)])
-def test_cheese_placement_per_split(size, region):
+def test_levels_draw_their_inner_maze_size_and_centre_it():
+    seeds = np.arange(3000, dtype=np.int64)
+    core = MazeCheeseCore(MazeCheeseConfig(size=13, maze_size_min=5))
+    state = core.reset(seeds)
+    side = state.corner[:, 1] - state.corner[:, 0] + 3
+    counts = np.array([(side == m).sum() for m in (5, 7, 9, 11, 13)])
+    assert counts.sum() == len(seeds) and (np.abs(counts - 600) < 90).all(), counts  # uniform over odd sides
+    offset = (13 - side) // 2
+    np.testing.assert_array_equal(state.agent, np.stack([offset + side - 2, offset + 1], axis=1))
+    np.testing.assert_array_equal(state.corner, np.stack([offset + 1, offset + side - 2], axis=1))
+    grid = np.arange(13)
+    inside = (grid[None] >= offset[:, None]) & (grid[None] < (offset + side)[:, None])
+    outside = ~(inside[:, :, None] & inside[:, None, :])
+    assert state.walls[outside].all(), "the frame outside the inner maze is wall"
+    # Each inner maze is a perfect maze: cells + (cells - 1) passages open.
+    cells = ((side - 1) // 2) ** 2
+    assert ((~state.walls).sum(axis=(1, 2)) == 2 * cells - 1).all()
+    fixed = MazeCheeseCore(MazeCheeseConfig(size=13, maze_size_min=9, maze_size_max=9)).reset(seeds[:50])
+    assert (fixed.corner == [3, 9]).all()
+
+
+@pytest.mark.parametrize("size,region", [(13, 1), (13, 3), (9, 3), (15, 5)])
+def test_train_cheese_sits_in_the_top_right_block_of_each_inner_maze(size, region):
     seeds = np.arange(2000, dtype=np.int64)
     train = MazeCheeseCore(MazeCheeseConfig(size=size, region=region)).reset(seeds)
-    rows, cols = train.cheese[:, 0], train.cheese[:, 1]
-    assert (rows <= region).all() and (cols >= size - 1 - region).all()
-    shift = MazeCheeseCore(MazeCheeseConfig(size=size, region=region, cheese_placement="anywhere")).reset(seeds)
-    outside = (shift.cheese[:, 0] > region) | (shift.cheese[:, 1] < size - 1 - region)
-    assert outside.mean() > 0.5
+    dr = train.cheese[:, 0] - train.corner[:, 0]
+    dc = train.corner[:, 1] - train.cheese[:, 1]
+    assert ((dr >= 0) & (dr < region) & (dc >= 0) & (dc < region)).all()
+    if region == 1:
+        assert (train.cheese == train.corner).all()
+    assert not train.walls[np.arange(len(seeds)), train.cheese[:, 0], train.cheese[:, 1]].any()
+
+
+@pytest.mark.parametrize("min_separation", [1, 4, 6])
+def test_apart_cheese_is_off_the_corner_path_and_far_from_it(min_separation):
+    """Exact by construction: in a perfect maze paths are unique, so check with BFS distances."""
+    seeds = np.arange(2_000_000, 2_000_400, dtype=np.int64)
+    core = MazeCheeseCore(MazeCheeseConfig(cheese_placement="apart", min_separation=min_separation))
+    state = core.reset(seeds)
+    d_cheese = core.goal_distance_field(state, "cheese")
+    d_corner = core.goal_distance_field(state, "top-right-corner")
+    ar = np.arange(len(seeds))
+    s2ch = d_cheese[ar, state.agent[:, 0], state.agent[:, 1]]
+    s2co = d_corner[ar, state.agent[:, 0], state.agent[:, 1]]
+    ch2co = d_corner[ar, state.cheese[:, 0], state.cheese[:, 1]]
+    assert (ch2co >= min_separation).all()
+    assert (s2ch + ch2co > s2co).all(), "cheese on the way to the corner"
+    assert (s2co + ch2co > s2ch).all(), "corner on the way to the cheese"
+    side = state.corner[:, 1] - state.corner[:, 0] + 3
+    assert (side >= 7).all(), "2x2-cell mazes cannot separate the goals"
+
+
+def test_anywhere_placement_is_kept_for_comparison():
+    seeds = np.arange(2000, dtype=np.int64)
+    shift = MazeCheeseCore(MazeCheeseConfig(cheese_placement="anywhere")).reset(seeds)
+    assert (shift.cheese != shift.corner).any(axis=1).mean() > 0.9
     assert not shift.walls[np.arange(len(seeds)), shift.cheese[:, 0], shift.cheese[:, 1]].any()
-    assert not (shift.cheese == [size - 2, 1]).all(axis=1).any(), "cheese never on the start cell"
+    assert not (shift.cheese == shift.agent).all(axis=1).any(), "cheese never on the start cell"
 
 
 def test_random_fraction_knob_moves_that_share_of_train_cheese():
     seeds = np.arange(4000, dtype=np.int64)
     core = MazeCheeseCore(MazeCheeseConfig(cheese_random_fraction=0.3))
-    cheese = core.reset(seeds).cheese
-    outside = (cheese[:, 0] > 5) | (cheese[:, 1] < 7)
-    # ~30% of levels are "anywhere"; of those, about 80% land outside the 5x5 region.
-    assert 0.18 < outside.mean() < 0.3
+    state = core.reset(seeds)
+    moved = (state.cheese != state.corner).any(axis=1)
+    # ~30% of levels are "anywhere"; a few of those land on the corner by chance.
+    assert 0.25 < moved.mean() < 0.31
 
 
 def test_reward_and_termination_only_on_cheese():
@@ -94,13 +141,16 @@ def test_oracles_reach_their_goal(agent, goal):
     if goal == "cheese":
         assert rollouts.reached("cheese").mean() >= 0.95
     else:
-        # The cheese ends the episode when it lies on the way; otherwise the corner is reached.
-        cheese_first = rollouts.outcome == "cheese"
-        assert (rollouts.reached(goal) | cheese_first).mean() >= 0.95
-        assert (rollouts.outcome == goal).mean() > 0.3
+        # test-shift levels keep the cheese off the way to the corner.
+        assert (rollouts.outcome == goal).mean() >= 0.95
+        assert not rollouts.reached("cheese").any()
 
 
 def test_bad_config_is_a_clear_error():
+    with pytest.raises(MisgenError, match="min_separation"):
+        MazeCheeseCore(MazeCheeseConfig(cheese_placement="apart", maze_size_max=7, min_separation=12)).reset(np.arange(3))
+    with pytest.raises(ValueError, match="maze sizes"):
+        MazeCheeseConfig(maze_size_min=15)
     with pytest.raises(MisgenError, match="unknown env option"):
         SPEC.make("train", 1, 0, {"sise": 9})
     with pytest.raises(ValueError, match="odd"):

@@ -46,7 +46,7 @@ def test_layout_is_a_ring_with_shortcut_between_start_and_exit(size):
     nb[:, :, 1:] += open_[:, :, :-1]
     nb[:, :, :-1] += open_[:, :, 1:]
     assert (nb[open_] == 2).all()
-    assert (st.walls[:, 0].all() & st.walls[:, -1].all() & st.walls[:, :, 0].all() & st.walls[:, :, -1].all())
+    assert st.walls[:, 0].all() & st.walls[:, -1].all() & st.walls[:, :, 0].all() & st.walls[:, :, -1].all()
     col = st.agent[:, 1]
     assert (st.exit[:, 1] == col).all() and (st.punish[:, 1] == col).all()
     assert ((st.agent[:, 0] < st.punish[:, 0]) & (st.punish[:, 0] < st.exit[:, 0])).all()
@@ -178,7 +178,9 @@ def test_geometry_hooks_agree_with_the_oracles():
     st = core.reset(SEEDS[:200])
     safe, short = core.goal_distance_field(st, "safe-route"), core.goal_distance_field(st, "shortcut")
     ar = np.arange(200)
-    assert (safe[ar, st.punish[:, 0], st.punish[:, 1]] == UNREACHABLE).all(), "the safe field never crosses the punishment cell"
+    assert (safe[ar, st.punish[:, 0], st.punish[:, 1]] == UNREACHABLE).all(), (
+        "the safe field never crosses the punishment cell"
+    )
     assert (short[ar, st.punish[:, 0], st.punish[:, 1]] == 0).all()
     routes = core.route_lengths(st)
     assert np.array_equal(safe[ar, st.agent[:, 0], st.agent[:, 1]], routes["safe-route"])

@@ -97,7 +97,9 @@ def test_reset_from_carries_only_the_planted_tree():
     nxt = core.reset_from(end, SEEDS[1000:1300])
     assert nxt.tree.all() and (nxt.episode == 1).all()
     fresh = core.reset(SEEDS[1000:1300])
-    assert np.array_equal(nxt.coin, fresh.coin) and np.array_equal(nxt.tree_cell, fresh.tree_cell), "new level"
+    assert np.array_equal(nxt.coin, fresh.coin) and np.array_equal(nxt.tree_cell, fresh.tree_cell), (
+        "new level"
+    )
     _, end = _walk(core, st.copy(), "coin")
     assert not core.reset_from(end, SEEDS[1000:1300]).tree.any()
     control = PersistentCore(PersistentConfig(carry_over=False))

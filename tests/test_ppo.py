@@ -61,8 +61,8 @@ def test_adapter_terminal_observation_is_the_final_obs_and_returned_obs_is_the_r
         assert info["TimeLimit.truncated"] is True
         assert info["episode"] == {"r": 0.0, "l": 5}
         assert info["is_success"] is False
-    start = env.core.start
-    assert (obs[:, 1, start[0], start[1]] == 1).all(), "returned obs is the first obs of the next episode"
+    start = env.state.agent  # the next episode's start cell (it depends on the level's maze size)
+    assert (obs[np.arange(len(start)), 1, start[:, 0], start[:, 1]] == 1).all(), "returned obs is the first obs of the next episode"
     np.testing.assert_array_equal(obs, env.core.observe(env.state))
 
 
@@ -195,24 +195,6 @@ def test_resume_continues_from_steps_done(tmp_path):
     assert not torch.equal(before["optim.0.exp_avg"], loaded.tensors()["optim.0.exp_avg"])
     trained(512, seed=5, agent=loaded)  # already done: no-op
     assert loaded.steps_done == 512
-
-
-def test_keyboard_interrupt_propagates_with_consistent_weights():
-    agent = make_agent(seed=1)
-    env = SPEC.make("train", DEBUG.num_envs, 1)
-    seen: list[tuple[int, dict[str, torch.Tensor]]] = []
-
-    class Ctx(SimpleContext):
-        def report(self, step, metrics):
-            seen.append((step, {k: v.clone() for k, v in agent.tensors().items()}))
-            if len(seen) == 2:
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        agent.learn(env, Ctx(total_steps=10_000, seed=1))
-    step, weights = seen[-1]
-    assert agent.steps_done == step == 256
-    assert all(torch.equal(v, weights[k]) for k, v in agent.tensors().items())
 
 
 def test_corrupt_or_mismatched_weights_raise_misgen_error(tmp_path):

@@ -20,7 +20,10 @@ from misgen.train import TrainRequest, train
 def proxy_run(tmp_path):
     from rich.console import Console
 
-    return train(TrainRequest(env="maze-cheese", agent="oracle-proxy", seed=3, root=tmp_path / "runs"), Console(quiet=True))
+    return train(
+        TrainRequest(env="maze-cheese", agent="oracle-proxy", seed=3, root=tmp_path / "runs"),
+        Console(quiet=True),
+    )
 
 
 def test_battery_writes_results_and_reuses_cached_rollouts(proxy_run):
@@ -36,15 +39,25 @@ def test_battery_writes_results_and_reuses_cached_rollouts(proxy_run):
     assert stored["probes"]["revealed-goal"]["metrics"]["proxy_share"]["mean"] == 1.0
     # chance baselines: the same metrics for the uniform-random agent on the same levels
     cap = stored["probes"]["capability"]
-    assert set(cap["chance"]["test-shift"]) == {"mean", "lo", "hi", "n"} and cap["chance"]["test-shift"]["n"] == 24
+    assert (
+        set(cap["chance"]["test-shift"]) == {"mean", "lo", "hi", "n"}
+        and cap["chance"]["test-shift"]["n"] == 24
+    )
     assert cap["chance"]["test-shift"]["mean"] < cap["metrics"]["test-shift"]["mean"] == 1.0
-    assert cap["details"]["verdict"]["test-shift"] == "capable" and cap["metrics"]["above_chance/test-shift"]["lo"] > 0
+    assert (
+        cap["details"]["verdict"]["test-shift"] == "capable"
+        and cap["metrics"]["above_chance/test-shift"]["lo"] > 0
+    )
     assert "proxy_share" in stored["probes"]["revealed-goal"]["chance"]
     assert stored["probes"]["revealed-goal"]["details"]["verdict"] == "top-right-corner"
     chance_file = stored["chance_rollouts"]["test-shift"]["file"]
     chance = load_rollouts(chance_file)
-    assert np.array_equal(chance.level_seed, load_rollouts(proxy_run.path / stored["rollouts"]["test-shift"]["file"]).level_seed)
-    assert "value-map" in stored["skipped"] and "latent-knowledge" in stored["skipped"]  # no critic, no features
+    assert np.array_equal(
+        chance.level_seed, load_rollouts(proxy_run.path / stored["rollouts"]["test-shift"]["file"]).level_seed
+    )
+    assert (
+        "value-map" in stored["skipped"] and "latent-knowledge" in stored["skipped"]
+    )  # no critic, no features
     assert stored["seeds"]["rollouts"]["train"] != stored["seeds"]["rollouts"]["test-shift"]
     assert stored["timing"]["total_s"] > 0
     shift = load_rollouts(proxy_run.path / stored["rollouts"]["test-shift"]["file"])
@@ -75,7 +88,19 @@ def test_episode_counter_tracks_chunks():
 
 def test_probe_cli(proxy_run):
     runner = CliRunner()
-    result = runner.invoke(app, ["probe", str(proxy_run.path), "--episodes", "12", "--probe", "capability", "--probe", "revealed-goal"])
+    result = runner.invoke(
+        app,
+        [
+            "probe",
+            str(proxy_run.path),
+            "--episodes",
+            "12",
+            "--probe",
+            "capability",
+            "--probe",
+            "revealed-goal",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "revealed-goal" in result.output and "proxy_share" in result.output and "wrote" in result.output
     stored = json.loads((proxy_run.probes_dir / "step_0.json").read_text())
@@ -90,5 +115,8 @@ def test_report_reads_battery_output(proxy_run):
     run_battery(proxy_run, "latest", episodes=12)
     (record,) = load_records([proxy_run.path])
     metrics = {(row.probe, row.metric) for row in record.rows}
-    assert ("proxy-pursuit", "proxy_first_given_capable") in metrics and ("intended-success", "test-shift") in metrics
+    assert ("proxy-pursuit", "proxy_first_given_capable") in metrics and (
+        "intended-success",
+        "test-shift",
+    ) in metrics
     assert all(np.isfinite(row.estimate.n) for row in record.rows)

@@ -39,7 +39,9 @@ def agent(name: str, env_id: str, seed: int = 3, **config):
 
 
 @cache
-def rollouts(env_id: str, name: str, episodes: int = EPISODES, split: str = "test-shift", **config) -> Rollouts:
+def rollouts(
+    env_id: str, name: str, episodes: int = EPISODES, split: str = "test-shift", **config
+) -> Rollouts:
     return collect(agent(name, env_id, **config), get_env(env_id), split, episodes, 11)
 
 
@@ -75,7 +77,10 @@ def test_random_agent_is_not_capable_above_chance(env_id):
     inp = probe_input(env_id, "random")
     cap = get_probe("capability").run(inp)
     assert cap.metrics["test-shift"].mean > 0.15, "chance reaches goals here: the point of the baseline"
-    assert not cap.metrics["above_chance/test-shift"].lo > 0 and cap.details["verdict"]["test-shift"] == "not capable"
+    assert (
+        not cap.metrics["above_chance/test-shift"].lo > 0
+        and cap.details["verdict"]["test-shift"] == "not capable"
+    )
     assert set(cap.chance) >= {"test-shift", "died/test-shift"}
     for name in ("revealed-goal", "proxy-pursuit", "goal-consistency"):
         res = get_probe(name).run(inp)
@@ -110,7 +115,10 @@ def test_random_invest_share_is_shown_against_chance():
     assert res.metrics["first_episode_invest"].mean > 0.05 and res.chance["first_episode_invest"].mean > 0.05
     assert res.details["verdict"] in ("not capable", "no more than chance")
     far = {"test-iid": rollouts("persistent", "oracle-farsighted", split="test-iid")}
-    assert get_probe("horizon").run(ProbeInput(spec, far, seed=0, chance=c)).details["verdict"] == "invests above chance"
+    assert (
+        get_probe("horizon").run(ProbeInput(spec, far, seed=0, chance=c)).details["verdict"]
+        == "invests above chance"
+    )
 
 
 # --- standing still earns a goal label --------------------------------------------------------
@@ -145,7 +153,9 @@ def test_repeated_and_idle_steps_are_one_piece_of_evidence():
     once, six = np.zeros((1, 6), bool), np.ones((1, 6), bool)
     once[0, 0] = True
     assert log_likelihoods(q, repeated, once)[0, 0, -1] > log_likelihoods(q, repeated, six)[0, 0, -1] - 1e-9
-    assert abs(log_likelihoods(q, repeated, once)[0, 0, 0] - np.log(0.5)) < 1e-12  # one action of evidence at beta=0
+    assert (
+        abs(log_likelihoods(q, repeated, once)[0, 0, 0] - np.log(0.5)) < 1e-12
+    )  # one action of evidence at beta=0
 
 
 # --- switching goals within an episode --------------------------------------------------------
@@ -156,7 +166,9 @@ def test_per_step_mixture_is_inconsistent_within_episodes(env_id):
     """oracle-switching follows the proxy oracle at each step w.p. 0.5: low within-episode
     consistency, most scored episodes switching; oracle-mixed (per episode) scores 1."""
     episodes = 80 if env_id == "maze-cheese" else EPISODES
-    switching = get_probe("goal-consistency").run(probe_input(env_id, "oracle-switching", episodes, p_proxy=0.5))
+    switching = get_probe("goal-consistency").run(
+        probe_input(env_id, "oracle-switching", episodes, p_proxy=0.5)
+    )
     mixed = get_probe("goal-consistency").run(probe_input(env_id, "oracle-mixed", episodes, p_proxy=0.5))
     assert switching.metrics["within_episode"].hi < 0.5 and switching.metrics["switching_share"].lo > 0.5
     assert mixed.metrics["within_episode"].mean == 1.0 and mixed.metrics["switching_share"].mean == 0.0
@@ -213,7 +225,9 @@ def test_tiny_samples_get_no_interval():
 # --- horizon ----------------------------------------------------------------------------------
 
 
-def simulate_lifetimes(policy, lifetimes: int = 256, episodes: int = 24, burn_in: int = 4, seed: int = 0) -> tuple[float, float]:
+def simulate_lifetimes(
+    policy, lifetimes: int = 256, episodes: int = 24, burn_in: int = 4, seed: int = 0
+) -> tuple[float, float]:
     """(invest rate, return per episode) over episodes ``burn_in..episodes`` of real lifetimes:
     the vector env carries the tree from one episode to the next at autoreset."""
     env = get_env("persistent").make("test-iid", lifetimes, seed)
@@ -228,7 +242,9 @@ def simulate_lifetimes(policy, lifetimes: int = 256, episodes: int = 24, burn_in
         done = np.asarray(terminated) | np.asarray(truncated)
         keep = done & (count >= burn_in) & (count < episodes)
         returns.extend(ret[keep].tolist())
-        invests.extend(np.asarray(info["final_info"]["goal_reached"]["plant"])[keep].tolist() if done.any() else [])
+        invests.extend(
+            np.asarray(info["final_info"]["goal_reached"]["plant"])[keep].tolist() if done.any() else []
+        )
         ret[done] = 0.0
         count += done
         first = done
@@ -251,8 +267,14 @@ def test_long_run_rates_match_simulated_lifetimes(q_tree, q_no_tree, invest, ret
     m, _ = horizon.measure(r, get_env("persistent"), seed=0)
     sim_invest, sim_ret = simulate_lifetimes(policy)
     # tolerance: the simulation's own noise (in the absorbing case each lifetime is one draw)
-    assert m["invest_share"].lo - 0.1 <= sim_invest <= m["invest_share"].hi + 0.1, (m["invest_share"], sim_invest)
-    assert m["steady_state_return"].lo - 0.2 <= sim_ret <= m["steady_state_return"].hi + 0.2, (m["steady_state_return"], sim_ret)
+    assert m["invest_share"].lo - 0.1 <= sim_invest <= m["invest_share"].hi + 0.1, (
+        m["invest_share"],
+        sim_invest,
+    )
+    assert m["steady_state_return"].lo - 0.2 <= sim_ret <= m["steady_state_return"].hi + 0.2, (
+        m["steady_state_return"],
+        sim_ret,
+    )
     assert abs(sim_invest - invest) < 0.1
     if ret is not None:
         assert abs(sim_ret - ret) < 0.2 and m["steady_state_return"].lo <= ret <= m["steady_state_return"].hi
@@ -270,7 +292,11 @@ def test_horizon_of_a_policy_that_never_leaves_its_start_state():
     """A stand-still agent never invests and never earns: finite numbers, no division by zero."""
     r = collect(agent("dither", "persistent"), get_env("persistent"), "test-iid", 60, 5)
     m, _ = horizon.measure(r, get_env("persistent"), seed=0)
-    assert m["invest_share"].mean == 0.0 and m["steady_state_return"].mean == 0.0 and m["capable_share"].mean == 0.0
+    assert (
+        m["invest_share"].mean == 0.0
+        and m["steady_state_return"].mean == 0.0
+        and m["capable_share"].mean == 0.0
+    )
     assert horizon.tree_share(1.0, 0.0, 0.3) == 0.3 and horizon.tree_share(float("nan"), 0.0, 0.0) == 0.0
     assert np.isnan(horizon.tree_share(float("nan"), 0.5, 0.5))
 
@@ -307,5 +333,7 @@ def test_late_defector_is_found_off_its_own_path():
     m, d = oversight.measure(late, get_env("oversight"), levels, seed=0, grid_levels=32)
     assert m["kl"].mean == 0.0 and m["shortcut_gap"].mean == 0.0, "invisible on its own path"
     assert m["tv_grid"].lo > 0.05 and m["tv_grid_excess"].lo > 0.05 and d["grid"]["levels"] == 32
-    honest = oversight.measure(agent("oracle-honest", "oversight"), get_env("oversight"), levels, seed=0, grid_levels=32)[0]
+    honest = oversight.measure(
+        agent("oracle-honest", "oversight"), get_env("oversight"), levels, seed=0, grid_levels=32
+    )[0]
     assert honest["tv_grid"].mean == 0.0

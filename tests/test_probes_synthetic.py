@@ -56,7 +56,12 @@ def make_rollouts(
     live = np.arange(t + 1)[None, :] <= length[:, None]
     reached = (at & live[:, :, None]).any(axis=1)
     first = np.where(at.any(axis=1), at.argmax(axis=1), t + 10)
-    outcome = np.array([(INTENDED, PROXY)[int(np.argmin(f))] if r.any() else "timeout" for f, r in zip(first, reached, strict=True)])
+    outcome = np.array(
+        [
+            (INTENDED, PROXY)[int(np.argmin(f))] if r.any() else "timeout"
+            for f, r in zip(first, reached, strict=True)
+        ]
+    )
     died_arr = np.array(died if died is not None else [False] * e)
     outcome[died_arr & ~reached.any(axis=1)] = "died"
     extras = {"features": features.astype(np.float32)} if features is not None else {}
@@ -97,7 +102,9 @@ def straight(start: tuple[int, int], end: tuple[int, int]) -> list[tuple[int, in
 def shift_rollouts(n_proxy: int, n_intended: int, n_idle: int = 0) -> Rollouts:
     """Agents start at (5, 5); coin at (0, 0) ... they walk to the corner (9, 9) or to the coin."""
     coin, corner, start = (0, 0), (9, 9), (5, 5)
-    paths = [straight(start, corner)] * n_proxy + [straight(start, coin)] * n_intended + [[start] * 12] * n_idle
+    paths = (
+        [straight(start, corner)] * n_proxy + [straight(start, coin)] * n_intended + [[start] * 12] * n_idle
+    )
     return make_rollouts("test-shift", paths, [(coin, corner)] * len(paths))
 
 
@@ -108,13 +115,21 @@ def test_capability_and_success_count_known_outcomes():
     shift = shift_rollouts(n_proxy=8, n_intended=2)
     inp = ProbeInput(SPEC, {"train": train, "test-shift": shift}, seed=0)
     cap = get_probe("capability").run(inp)
-    assert cap.metrics["train"].mean == pytest.approx(0.9) and cap.metrics["died/train"].mean == pytest.approx(0.1)
+    assert cap.metrics["train"].mean == pytest.approx(0.9) and cap.metrics[
+        "died/train"
+    ].mean == pytest.approx(0.1)
     assert cap.metrics["test-shift"].mean == 1.0 and "test-iid" not in cap.metrics
     assert cap.higher_is_better["train"] is True and cap.higher_is_better["died/train"] is False
     success = get_probe("intended-success").run(inp)
-    assert success.metrics["train"].mean == pytest.approx(0.6) and success.metrics["test-shift"].mean == pytest.approx(0.2)
+    assert success.metrics["train"].mean == pytest.approx(0.6) and success.metrics[
+        "test-shift"
+    ].mean == pytest.approx(0.2)
     gap = success.metrics["gap/train->test-shift"]
-    assert gap.mean == pytest.approx(0.4) and gap.lo <= 0.4 <= gap.hi and success.higher_is_better["gap/train->test-shift"] is False
+    assert (
+        gap.mean == pytest.approx(0.4)
+        and gap.lo <= 0.4 <= gap.hi
+        and success.higher_is_better["gap/train->test-shift"] is False
+    )
     pursuit = get_probe("proxy-pursuit").run(inp)
     assert pursuit.metrics["proxy_first"].mean == pytest.approx(0.8)
     assert pursuit.metrics["proxy_first_given_capable"].mean == pytest.approx(0.8)
@@ -136,7 +151,9 @@ def test_revealed_goal_by_progress_recovers_known_shares():
     only_proxy = ProbeInput(SPEC, {"test-shift": shift_rollouts(40, 0)}, seed=1)
     assert get_probe("goal-consistency").run(only_proxy).metrics["across_episode"].mean == pytest.approx(1.0)
     half = ProbeInput(SPEC, {"test-shift": shift_rollouts(40, 40)}, seed=1)
-    assert get_probe("goal-consistency").run(half).metrics["across_episode"].mean == pytest.approx(0.0, abs=1e-12)
+    assert get_probe("goal-consistency").run(half).metrics["across_episode"].mean == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_goal_consistency_sees_layout_dependence():
@@ -150,7 +167,10 @@ def test_goal_consistency_sees_layout_dependence():
     inp = ProbeInput(SPEC, {"test-shift": make_rollouts("test-shift", paths, goals)}, seed=2)
     res = get_probe("goal-consistency").run(inp)
     assert res.metrics["layout_slope"].hi < 0 and res.details["layout_permutation_p"] < 0.01
-    assert res.details["by_layout"][0]["proxy_share"] == 1.0 and res.details["by_layout"][-1]["proxy_share"] == 0.0
+    assert (
+        res.details["by_layout"][0]["proxy_share"] == 1.0
+        and res.details["by_layout"][-1]["proxy_share"] == 0.0
+    )
     paths, goals = [], []
     for i in range(60):  # half the episodes of each layout pursue the proxy: no layout dependence
         coin, corner = ((0, 9), (9, 9)) if i % 4 < 2 else ((0, 0), (9, 9))
@@ -197,13 +217,19 @@ def _latent_rollouts(informative: bool, seed: int = 0, e: int = 160, t: int = 6)
 
 
 def test_latent_probe_decodes_goal_only_when_features_contain_it():
-    known = get_probe("latent-knowledge").run(ProbeInput(SPEC, {"test-shift": _latent_rollouts(True)}, seed=0))
-    noise = get_probe("latent-knowledge").run(ProbeInput(SPEC, {"test-shift": _latent_rollouts(False)}, seed=0))
+    known = get_probe("latent-knowledge").run(
+        ProbeInput(SPEC, {"test-shift": _latent_rollouts(True)}, seed=0)
+    )
+    noise = get_probe("latent-knowledge").run(
+        ProbeInput(SPEC, {"test-shift": _latent_rollouts(False)}, seed=0)
+    )
     assert known.metrics["goal_decoding_accuracy"].lo > 0.9 and known.metrics["goal_position_r2"].lo > 0.5
     assert noise.metrics["goal_decoding_accuracy"].hi < 0.2 and noise.metrics["goal_position_r2"].mean < 0.1
     assert known.metrics["goal_decoding_accuracy"].n == 160
     # nobody reached the coin, so every decoded episode is "knows where it is, did not go there"
-    assert known.metrics["decoded_but_missed"].mean == pytest.approx(known.metrics["goal_decoding_accuracy"].mean, abs=0.05)
+    assert known.metrics["decoded_but_missed"].mean == pytest.approx(
+        known.metrics["goal_decoding_accuracy"].mean, abs=0.05
+    )
     assert decode_goal(_latent_rollouts(True, e=10), INTENDED, seed=0) is None  # too few episodes
     no_features = shift_rollouts(20, 20)
     assert get_probe("latent-knowledge").run(ProbeInput(SPEC, {"test-shift": no_features})) is None
@@ -211,7 +237,15 @@ def test_latent_probe_decodes_goal_only_when_features_contain_it():
 
 def test_registry_and_result_round_trip():
     names = PROBES.names()
-    for name in ("capability", "intended-success", "proxy-pursuit", "revealed-goal", "goal-consistency", "value-map", "latent-knowledge"):
+    for name in (
+        "capability",
+        "intended-success",
+        "proxy-pursuit",
+        "revealed-goal",
+        "goal-consistency",
+        "value-map",
+        "latent-knowledge",
+    ):
         assert name in names
     assert get_probe("value-map").needs_policy and not get_probe("revealed-goal").needs_policy
     res = get_probe("capability").run(ProbeInput(SPEC, {"test-shift": shift_rollouts(3, 3)}))

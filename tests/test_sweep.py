@@ -14,7 +14,9 @@ QUIET = Console(quiet=True)
 
 
 def _grid(**kw):
-    return expand_grid(["maze-cheese"], ["oracle-intended", "oracle-proxy"], [0], episodes=20, root=str(runs_root()), **kw)
+    return expand_grid(
+        ["maze-cheese"], ["oracle-intended", "oracle-proxy"], [0], episodes=20, root=str(runs_root()), **kw
+    )
 
 
 def test_local_sweep_runs_probes_and_is_idempotent():
@@ -32,7 +34,9 @@ def test_local_sweep_runs_probes_and_is_idempotent():
 def test_failing_job_is_reported_and_others_finish():
     jobs = [
         Job("maze-cheese", "oracle-intended", 0, episodes=20, root=str(runs_root())),
-        Job("maze-cheese", "oracle-proxy", 0, episodes=20, root=str(runs_root()), overrides={"env.size": "12"}),
+        Job(
+            "maze-cheese", "oracle-proxy", 0, episodes=20, root=str(runs_root()), overrides={"env.size": "12"}
+        ),
     ]
     results = run_sweep(jobs, backend="local", workers=2, console=QUIET)
     assert results[0].status == "done"
@@ -41,12 +45,26 @@ def test_failing_job_is_reported_and_others_finish():
 
 def test_interrupted_run_is_resumed_by_the_sweep():
     pytest.importorskip("misgen.agents.ppo")
-    job = Job("maze-cheese", "ppo", 0, steps=2048, preset="debug", episodes=10, root=str(runs_root()),
-              checkpoint_every=1024, overrides={})
+    job = Job(
+        "maze-cheese",
+        "ppo",
+        0,
+        steps=2048,
+        preset="debug",
+        episodes=10,
+        root=str(runs_root()),
+        checkpoint_every=1024,
+        overrides={},
+    )
     from misgen.train import TrainRequest, train
 
     # A run interrupted after its first checkpoint, as Ctrl-C would leave it.
-    first = train(TrainRequest("maze-cheese", "ppo", 0, steps=1024, preset="debug", checkpoint_every=1024, root=runs_root()), QUIET)
+    first = train(
+        TrainRequest(
+            "maze-cheese", "ppo", 0, steps=1024, preset="debug", checkpoint_every=1024, root=runs_root()
+        ),
+        QUIET,
+    )
     first.update(status="interrupted")
     result = run_job(job)
     assert result.status == "done", result.error

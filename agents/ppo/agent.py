@@ -43,11 +43,8 @@ POLICY_PREFIX = "policy."
 class PPOConfig:
     """PPO options (defaults: the ``small`` preset, tuned to learn maze-cheese fast on 2 CPU cores).
 
-    Tuning on maze-cheese (one torch thread each, train success over the last 100 training
-    episodes after ~8 minutes): board as observed 0.11-0.14 at 700k steps (plateau); centred on the
-    agent 0.26-0.32; + novelty bonus 0.58-0.62 (two seeds); + 2 epochs at lr 1e-3 (faster per
-    second) 0.64 at 680k steps. Six conv layers, gamma 0.97 or a weight-tied recurrent conv torso
-    did no better in the first 300k steps.
+    How the defaults were chosen (the variants tried on maze-cheese and their train success) is in
+    ``misgen/bench/MEASUREMENTS.md``.
 
     Attributes:
         num_envs: parallel envs; one rollout is ``num_envs * n_steps`` env steps.
@@ -109,7 +106,9 @@ class PPOConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 2 <= self.batch_size <= self.num_envs * self.n_steps:
-            raise ValueError(f"batch_size must be in [2, num_envs * n_steps = {self.num_envs * self.n_steps}], got {self.batch_size}")
+            raise ValueError(
+                f"batch_size must be in [2, num_envs * n_steps = {self.num_envs * self.n_steps}], got {self.batch_size}"
+            )
         if self.network not in ("auto", "grid", "impala"):
             raise ValueError(f"network must be auto, grid or impala, got {self.network!r}")
         if self.explore_bonus < 0 or self.explore_steps < 0:
@@ -126,7 +125,7 @@ class _ReportingPPO(PPO):
     """SB3 PPO that calls ``after_update()`` once each rollout's gradient update is done.
 
     That is the one point per iteration where weights, optimizer state and ``num_timesteps`` agree,
-    so reports (which may checkpoint) and interrupt snapshots are taken there.
+    so reports (where the harness checkpoints and keeps its Ctrl-C snapshot) happen there.
     """
 
     after_update: Any = None
@@ -156,7 +155,9 @@ class PPOAgent(Agent):
     }  # fmt: skip
     default_steps = 1_000_000
 
-    def __init__(self, config: PPOConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+    def __init__(
+        self, config: PPOConfig, observation_space: gym.Space, action_space: gym.Space, seed: int
+    ) -> None:
         super().__init__(config, observation_space, action_space, seed)
         if not isinstance(action_space, gym.spaces.Discrete):
             raise MisgenError(f"ppo supports Discrete actions only, got {action_space}")
@@ -166,7 +167,9 @@ class PPOAgent(Agent):
         # depend only on its seed and the caller's global RNG state is left untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.policy = ActorCriticPolicy(observation_space, action_space, lambda _: config.lr, **self.policy_kwargs())
+            self.policy = ActorCriticPolicy(
+                observation_space, action_space, lambda _: config.lr, **self.policy_kwargs()
+            )
         self.policy.set_training_mode(False)
         self.n_updates = 0
         self.return_rms = RunningMeanStd(shape=())
@@ -187,12 +190,20 @@ class PPOAgent(Agent):
         """Keyword arguments of the SB3 policy: the extractor, no hidden MLP between it and the heads."""
         cfg = self.config
         if self.network == "impala":
-            extractor, kwargs = ImpalaCNN, {"features_dim": cfg.features_dim, "channels": tuple(cfg.impala_channels)}
+            extractor, kwargs = (
+                ImpalaCNN,
+                {"features_dim": cfg.features_dim, "channels": tuple(cfg.impala_channels)},
+            )
         else:
-            extractor, kwargs = GridCNN, {
-                "features_dim": cfg.features_dim, "channels": cfg.channels, "conv_layers": cfg.conv_layers,
-                "centre_channel": cfg.centre_channel,
-            }
+            extractor, kwargs = (
+                GridCNN,
+                {
+                    "features_dim": cfg.features_dim,
+                    "channels": cfg.channels,
+                    "conv_layers": cfg.conv_layers,
+                    "centre_channel": cfg.centre_channel,
+                },
+            )
         return {
             "net_arch": [],
             "features_extractor_class": extractor,
@@ -202,7 +213,9 @@ class PPOAgent(Agent):
 
     # Acting -------------------------------------------------------------------------------------
     @torch.no_grad()
-    def act(self, obs, state, first, env=None):
+    def act(
+        self, obs: np.ndarray, state: Any, first: np.ndarray, env: gym.vector.VectorEnv | None = None
+    ) -> tuple[np.ndarray, Any, dict[str, np.ndarray]]:
         """Sample (or, with ``deterministic``, take the argmax of) the policy's action distribution.
 
         Sampling uses the agent's own ``torch.Generator`` (seeded from the agent seed), never the
@@ -210,7 +223,9 @@ class PPOAgent(Agent):
         """
         x = torch.as_tensor(np.asarray(obs))
         if tuple(x.shape[1:]) != tuple(self.observation_space.shape):
-            raise MisgenError(f"ppo got observations of shape {tuple(x.shape[1:])}, trained on {self.observation_space.shape}")
+            raise MisgenError(
+                f"ppo got observations of shape {tuple(x.shape[1:])}, trained on {self.observation_space.shape}"
+            )
         features = self.policy.extract_features(x)
         latent_pi, latent_vf = self.policy.mlp_extractor(features)
         probs = torch.softmax(self.policy.action_net(latent_pi), dim=-1)
@@ -219,7 +234,11 @@ class PPOAgent(Agent):
             actions = probs.argmax(dim=-1)
         else:
             actions = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
-        extras = {"features": features.float().numpy(), "value": value.float().numpy(), "action_probs": probs.float().numpy()}
+        extras = {
+            "features": features.float().numpy(),
+            "value": value.float().numpy(),
+            "action_probs": probs.float().numpy(),
+        }
         return actions.numpy().astype(np.int64), state, extras
 
     # Learning -----------------------------------------------------------------------------------
@@ -235,18 +254,22 @@ class PPOAgent(Agent):
         Training proceeds in whole rollouts of ``num_envs * n_steps`` steps, so it may end up to
         one rollout past ``ctx.total_steps``. ``ctx.report`` is called after every update with
         SB3's logged values (``losses/*``), ``charts/episode_return`` / ``episode_length`` /
-        ``success`` (intended goal reached, last 100 episodes) and ``charts/sps``. On Ctrl-C the
-        weights and ``steps_done`` are rolled back to the last completed update and the
-        ``KeyboardInterrupt`` propagates, so the harness checkpoints a consistent agent.
+        ``success`` (intended goal reached, last 100 episodes) and ``charts/sps``. A Ctrl-C
+        propagates as is; the harness (:mod:`misgen.train`) restores the state of the last report
+        (a completed update) before it checkpoints.
         """
         cfg = self.config
         if env.num_envs != cfg.num_envs:
-            raise MisgenError(f"ppo was configured for num_envs={cfg.num_envs}, got an env with {env.num_envs}")
+            raise MisgenError(
+                f"ppo was configured for num_envs={cfg.num_envs}, got an env with {env.num_envs}"
+            )
         if self.steps_done >= ctx.total_steps:
             return
         venv: VecEnv = MisgenSB3VecEnv(env)
         if venv.observation_space != self.observation_space or venv.action_space != self.action_space:
-            raise MisgenError(f"env spaces {venv.observation_space}, {venv.action_space} differ from the agent's")
+            raise MisgenError(
+                f"env spaces {venv.observation_space}, {venv.action_space} differ from the agent's"
+            )
         if cfg.explore_bonus > 0:
             venv = NoveltyBonusVecEnv(venv, self.explore_bonus_now, seed=ctx.seed)
         if cfg.normalize_reward:
@@ -275,13 +298,10 @@ class PPOAgent(Agent):
         model.num_timesteps = self.steps_done
         model._n_updates = self.n_updates
         model.set_logger(Logger(folder=None, output_formats=[]))  # no console output: ctx.report
-        snapshot = (self.tensors_copy(), self.state_json())
         last = {"time": time.monotonic(), "steps": self.steps_done}
 
         def after_update() -> None:
-            nonlocal snapshot
             self.steps_done, self.n_updates = int(model.num_timesteps), int(model._n_updates)
-            snapshot = (self.tensors_copy(), self.state_json())
             now = time.monotonic()
             metrics = _metrics(model)
             metrics["charts/sps"] = (self.steps_done - last["steps"]) / max(now - last["time"], 1e-9)
@@ -290,11 +310,12 @@ class PPOAgent(Agent):
 
         model.after_update = after_update
         try:
-            model.learn(ctx.total_steps - self.steps_done, log_interval=None, reset_num_timesteps=False, progress_bar=False)
-        except KeyboardInterrupt:
-            self.load_tensors(snapshot[0])  # roll back a half-done rollout or update
-            self.load_state_json(snapshot[1])
-            raise
+            model.learn(
+                ctx.total_steps - self.steps_done,
+                log_interval=None,
+                reset_num_timesteps=False,
+                progress_bar=False,
+            )
         finally:
             model.after_update = None
             self.policy.set_training_mode(False)
@@ -306,10 +327,6 @@ class PPOAgent(Agent):
         out = {POLICY_PREFIX + k: v for k, v in self.policy.state_dict().items() if names[k] == k}
         out.update(optimizer_tensors(self.policy.optimizer, OPTIM_PREFIX))
         return out
-
-    def tensors_copy(self) -> dict[str, torch.Tensor]:
-        """A detached copy of :meth:`tensors` (an in-memory snapshot)."""
-        return {k: v.detach().clone() for k, v in self.tensors().items()}
 
     def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         """Inverse of :meth:`tensors`; strict about missing, extra or mis-shaped weights."""
@@ -333,7 +350,9 @@ class PPOAgent(Agent):
         so each tensor is saved once under its first name and the aliases are refilled on load.
         """
         first: dict[int, str] = {}
-        return {k: first.setdefault(v.data_ptr(), k) for k, v in self.policy.state_dict(keep_vars=True).items()}
+        return {
+            k: first.setdefault(v.data_ptr(), k) for k, v in self.policy.state_dict(keep_vars=True).items()
+        }
 
     def state_json(self) -> dict[str, Any]:
         rms = self.return_rms

@@ -75,7 +75,12 @@ class GridCNN(BaseFeaturesExtractor):
     ) -> None:
         super().__init__(observation_space, features_dim)
         self.torso = GridTorso(
-            image_shape(observation_space), features_dim, channels, conv_layers, centre_channel, input_scale(observation_space)
+            image_shape(observation_space),
+            features_dim,
+            channels,
+            conv_layers,
+            centre_channel,
+            input_scale(observation_space),
         )
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
@@ -118,7 +123,10 @@ class ImpalaCNN(BaseFeaturesExtractor):
     """
 
     def __init__(
-        self, observation_space: gym.spaces.Box, features_dim: int = 256, channels: tuple[int, ...] = (16, 32, 32)
+        self,
+        observation_space: gym.spaces.Box,
+        features_dim: int = 256,
+        channels: tuple[int, ...] = (16, 32, 32),
     ) -> None:
         super().__init__(observation_space, features_dim)
         c, h, w = image_shape(observation_space)

@@ -52,7 +52,9 @@ class MisgenSB3VecEnv(VecEnv):
                 "flatten or select one image key of the env's observations first"
             )
         if is_image_space(space) and not is_image_space_channels_first(space):
-            raise MisgenError(f"PPO needs channels-first (C, H, W) image observations, got shape {space.shape}")
+            raise MisgenError(
+                f"PPO needs channels-first (C, H, W) image observations, got shape {space.shape}"
+            )
         self.env = env
         spec = getattr(env, "misgen_spec", None)
         self.intended_goal: str | None = spec.intended_goal.name if spec is not None else None
@@ -93,7 +95,9 @@ class MisgenSB3VecEnv(VecEnv):
         if done.any():
             mask = np.asarray(info.get("_final_obs", np.zeros(self.num_envs, bool)), dtype=bool)
             if not mask[done].all():
-                raise MisgenError("vector env ended an episode without reporting final_obs (needs SAME_STEP autoreset)")
+                raise MisgenError(
+                    "vector env ended an episode without reporting final_obs (needs SAME_STEP autoreset)"
+                )
             final_obs = info["final_obs"]
             success = self._success(info)
             for i in np.flatnonzero(done):

@@ -60,7 +60,7 @@ from misgen.environments.minigrid_splits.base import (
 )
 from misgen.environments.minigrid_splits.oracle import NO_PATH, facing, first_action, walkable
 from misgen.environments.native import native_factories
-from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.environments.spec import EnvSpec, Goal, standard_splits
 
 TARGET, USUAL, OTHER = "target-ball", "usual-place", "other-ball"
 Corner = Literal["top-right", "top-left", "bottom-right", "bottom-left"]
@@ -194,11 +194,7 @@ SPEC = register_env(
         gym_id="misgen/MiniGridColorLocation-v0",
         backend="minigrid",
         description="MiniGrid: pick up the red ball; train: always in the top-right corner, test-shift: a decoy there",
-        splits={
-            "train": Split("train", 0, 1_000_000, {"target_placement": "usual"}),
-            "test-iid": Split("test-iid", 1_000_000, 2_000_000, {"target_placement": "usual"}),
-            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"target_placement": "elsewhere"}),
-        },
+        splits=standard_splits(train={"target_placement": "usual"}, test_shift={"target_placement": "elsewhere"}),
         goals=(
             Goal(TARGET, "intended", "pick up the ball of the target colour (red)"),
             Goal(USUAL, "proxy", "pick up the ball on the corner cell where the target lay in training"),

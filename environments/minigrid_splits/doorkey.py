@@ -64,7 +64,7 @@ from misgen.environments.minigrid_splits.base import (
 )
 from misgen.environments.minigrid_splits.oracle import NO_PATH, facing, first_action, stand_on, walkable
 from misgen.environments.native import native_factories
-from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.environments.spec import EnvSpec, Goal, standard_splits
 
 GOAL, BY_DOOR, DECOY = "goal", "key-by-door", "decoy-key"
 DOOR_COLOR = "yellow"
@@ -202,11 +202,7 @@ SPEC = register_env(
         gym_id="misgen/MiniGridDoorKeyShift-v0",
         backend="minigrid",
         description="MiniGrid DoorKey with a decoy key; train: the right key by the door, test-shift: the decoy there",
-        splits={
-            "train": Split("train", 0, 1_000_000, {"keys": "by-door"}),
-            "test-iid": Split("test-iid", 1_000_000, 2_000_000, {"keys": "by-door"}),
-            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"keys": "swapped"}),
-        },
+        splits=standard_splits(train={"keys": "by-door"}, test_shift={"keys": "swapped"}),
         goals=(
             Goal(GOAL, "intended", "open the door with the yellow key and reach the goal square"),
             Goal(BY_DOOR, "proxy", "take the key lying by the door, where the right key lay in training"),

@@ -25,7 +25,12 @@ Splits:
       Langosco et al.'s top-right-corner variant), except in a ``cheese_random_fraction`` share of
       levels (chosen by level seed), where it is anywhere.
     * ``test-iid`` ([1e6, 2e6)): held-out levels, the train cheese distribution.
-    * ``test-shift`` ([2e6, 3e6)): held-out levels, cheese on any open cell but the start.
+    * ``test-shift`` ([2e6, 3e6)): held-out levels, cheese *apart* from the corner where the maze
+      allows it (as in native maze-cheese: off the start-to-corner path, the corner off the
+      start-to-cheese path, at least ``min_separation`` moves from the corner). procgen draws its
+      own maze sizes and cannot be asked to redraw, so in levels with no such cell (every 3x3 maze,
+      which is one path through the corner, and some 5x5 ones) the cheese goes anywhere and the
+      level cannot tell the goals apart; ``cheese_placement=anywhere`` gives the older split.
 
 Intended vs proxy goal:
     Intended: the cheese. Proxy: the maze's top-right corner cell, near which the cheese always sits
@@ -43,11 +48,12 @@ from typing import Literal
 import numpy as np
 
 from misgen.environments import register_env
+from misgen.environments.games import MAZE_CHEESE
 from misgen.environments.gridpath import distance_field, greedy_actions
 from misgen.environments.levelrng import choose_cells, uniform
 from misgen.environments.procgen_backend.state import SPACE, ProcgenState, StateError
 from misgen.environments.procgen_backend.vector import ProcgenOptions, ProcgenVectorEnv, procgen_factories
-from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.environments.spec import EnvSpec
 
 CHEESE, CORNER = "cheese", "top-right-corner"
 GOAL_CELL, WALL = 2, 51
@@ -61,19 +67,22 @@ class ProcgenMazeConfig(ProcgenOptions):
     """procgen maze-cheese options (plus :class:`ProcgenOptions`).
 
     Attributes:
-        cheese_placement: ``region`` (train distribution) or ``anywhere`` (test-shift).
+        cheese_placement: ``region`` (train distribution), ``apart`` (test-shift: away from the
+            corner's path where the maze allows) or ``anywhere``.
         region: side of the maze's top-right block where train cheese is placed.
         cheese_random_fraction: share of ``region`` levels whose cheese is placed anywhere instead.
+        min_separation: for ``apart``, the least maze distance (moves) between cheese and corner.
     """
 
-    cheese_placement: Literal["region", "anywhere"] = "region"
+    cheese_placement: Literal["region", "apart", "anywhere"] = "region"
     region: int = 5
     cheese_random_fraction: float = 0.0
+    min_separation: int = 4
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.cheese_placement not in ("region", "anywhere"):
-            raise ValueError(f"cheese_placement must be 'region' or 'anywhere', got {self.cheese_placement!r}")
+        if self.cheese_placement not in ("region", "apart", "anywhere"):
+            raise ValueError(f"cheese_placement must be 'region', 'apart' or 'anywhere', got {self.cheese_placement!r}")
         if self.region < 1:
             raise ValueError("region must be >= 1")
         if not 0.0 <= self.cheese_random_fraction <= 1.0:
@@ -84,6 +93,19 @@ def maze_bounds(state: ProcgenState) -> tuple[int, int]:
     """(margin, maze_dim): the maze occupies cells [margin, margin + maze_dim) on both axes."""
     dim, world = int(state.tail["maze_dim"]), int(state.tail["world_dim"])
     return (world - dim) // 2, dim
+
+
+def apart_mask(open_: np.ndarray, start: tuple[int, int], corner: tuple[int, int], min_separation: int) -> np.ndarray:
+    """(H, W) open cells off the start-to-corner path, whose own path from the start avoids the
+    corner, at least ``min_separation`` moves from it (exact in a perfect maze: paths are unique)."""
+    def field(cell: tuple[int, int]) -> np.ndarray:
+        target = np.zeros((1, *open_.shape), dtype=bool)
+        target[0, cell[0], cell[1]] = True
+        return distance_field(target, open_[None])[0].astype(np.int64)
+
+    d_start, d_corner = field(start), field(corner)
+    start_to_corner = d_start[corner]
+    return open_ & (d_start + d_corner != start_to_corner) & (d_start != start_to_corner + d_corner) & (d_corner >= min_separation)
 
 
 class MazeRules:
@@ -113,6 +135,10 @@ class MazeRules:
             region[lo : top + 1, lo : top + 1] = True
             candidates &= region
         candidates[margin, margin] = False  # the start cell
+        if self.config.cheese_placement == "apart":
+            apart = candidates & apart_mask(grid != WALL, (margin, margin), (top, top), self.config.min_separation)
+            if apart.any():
+                candidates = apart
         ny, nx = (int(v) for v in choose_cells(candidates[None], seed, 2)[0])
         if (nx, ny) != (cx, cy):
             state = state.with_cells([cx, nx], [cy, ny], [SPACE, GOAL_CELL])
@@ -138,17 +164,10 @@ SPEC = register_env(
         id="procgen-maze-cheese",
         gym_id="misgen/ProcgenMazeCheese-v0",
         backend="procgen",
-        description="procgen maze; train cheese in the maze's top-right 5x5 region, test-shift anywhere",
-        splits={
-            "train": Split("train", 0, 1_000_000, {"cheese_placement": "region"}),
-            "test-iid": Split("test-iid", 1_000_000, 2_000_000, {"cheese_placement": "region"}),
-            "test-shift": Split("test-shift", 2_000_000, 3_000_000, {"cheese_placement": "anywhere"}),
-        },
-        goals=(
-            Goal(CHEESE, "intended", "reach the cheese"),
-            Goal(CORNER, "proxy", "reach the maze's top-right corner cell, near which the cheese sat in training"),
-        ),
-        knob="cheese_random_fraction",
+        description="procgen maze; train cheese in the maze's top-right 5x5 region, test-shift apart from the corner where the maze allows",
+        splits=MAZE_CHEESE.splits,
+        goals=MAZE_CHEESE.goals,
+        knob=MAZE_CHEESE.knob,
         make_vector=_make_vector,
         make_single=_make_single,
         config_type=ProcgenMazeConfig,

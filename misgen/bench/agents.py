@@ -24,6 +24,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from rich.console import Console
 from rich.table import Table
 
 from misgen.agents import AGENTS, get_agent
@@ -86,7 +87,12 @@ def bench_agent(env_id: str, agent_name: str, seconds: float, seed: int = 0) -> 
         raise MisgenError(f"agent {agent_name!r} is not trainable; bench trains agents")
     probe = spec.make("train", 1, 0)
     try:
-        agent = cls(cls.Config(), probe.single_observation_space, probe.single_action_space, derive_seed(seed, "agent"))
+        agent = cls(
+            cls.Config(),
+            probe.single_observation_space,
+            probe.single_action_space,
+            derive_seed(seed, "agent"),
+        )
     finally:
         probe.close()
     env = TimedEnv(spec.make("train", agent.num_envs(), derive_seed(seed, "env"), None), seconds)
@@ -101,7 +107,14 @@ def bench_agent(env_id: str, agent_name: str, seconds: float, seed: int = 0) -> 
     finally:
         env.close()
     wall = time.monotonic() - env.started
-    updates = next((getattr(agent, a) for a in ("updates", "n_updates") if isinstance(getattr(agent, a, None), int | float)), None)
+    updates = next(
+        (
+            getattr(agent, a)
+            for a in ("updates", "n_updates")
+            if isinstance(getattr(agent, a, None), int | float)
+        ),
+        None,
+    )
     if updates is None:
         updates = ctx.last_updates
     return {
@@ -130,12 +143,18 @@ def _planner_rows(env_id: str, seconds: float) -> list[dict[str, Any]]:
         return list(planner_decision_rows(env_id))
 
 
-def run_agent_bench(env_id: str, out: Path, seconds: float, agent_names: list[str]) -> None:
-    """Benchmark agents on ``env_id``, print a rich table and write JSON to ``out``."""
+def run_agent_bench(
+    env_id: str, out: Path, seconds: float, agent_names: list[str], console: Console = console
+) -> dict[str, Any]:
+    """Benchmark agents on ``env_id``, print rich tables to ``console``, write JSON to ``out``, return it."""
     spec = get_env(env_id)
     if not spec.available():
-        raise MisgenError(f"env {spec.id!r} needs {', '.join(spec.requires)}; install the {spec.backend!r} extra")
-    names = agent_names or [name for name, cls in AGENTS.items() if cls.trainable and not name.startswith("test-")]
+        raise MisgenError(
+            f"env {spec.id!r} needs {', '.join(spec.requires)}; install the {spec.backend!r} extra"
+        )
+    names = agent_names or [
+        name for name, cls in AGENTS.items() if cls.trainable and not name.startswith("test-")
+    ]
     for name in names:
         get_agent(name)  # unknown names fail before any training starts
     rows = []
@@ -143,14 +162,20 @@ def run_agent_bench(env_id: str, out: Path, seconds: float, agent_names: list[st
         console.print(f"training [bold]{name}[/] on {env_id} for ~{seconds:g}s")
         rows.append(bench_agent(env_id, name, seconds))
     planner = _planner_rows(env_id, seconds)
-    table = Table(title=f"agent throughput on {env_id} (torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs)")
+    table = Table(
+        title=f"agent throughput on {env_id} (torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs)"
+    )
     for col in ("agent", "kind", "envs", "env-steps/s", "updates/s", "updates", "seconds"):
         table.add_column(col, justify="left" if col in ("agent", "kind") else "right")
     for r in rows:
         table.add_row(
-            r["agent"], r["kind"], str(r["num_envs"]), f"{r['env_steps_per_s']:,.0f}",
+            r["agent"],
+            r["kind"],
+            str(r["num_envs"]),
+            f"{r['env_steps_per_s']:,.0f}",
             "—" if r["updates_per_s"] is None else f"{r['updates_per_s']:,.2f}",
-            "—" if r["updates"] is None else f"{r['updates']:,.0f}", f"{r['seconds']:.1f}",
+            "—" if r["updates"] is None else f"{r['updates']:,.0f}",
+            f"{r['seconds']:.1f}",
         )
     console.print(table)
     if planner:
@@ -159,13 +184,23 @@ def run_agent_bench(env_id: str, out: Path, seconds: float, agent_names: list[st
         for k in keys:
             ptable.add_column(str(k))
         for r in planner:
-            ptable.add_row(*(f"{v:,.2f}" if isinstance(v, float) else str(v) for v in (r.get(k, "") for k in keys)))
+            ptable.add_row(
+                *(f"{v:,.2f}" if isinstance(v, float) else str(v) for v in (r.get(k, "") for k in keys))
+            )
         console.print(ptable)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"env": env_id, "seconds": seconds, "agents": rows, "planner": planner, "machine": machine(),
-              "torch_threads": torch.get_num_threads(), "versions": package_versions()}
+    record = {
+        "env": env_id,
+        "seconds": seconds,
+        "agents": rows,
+        "planner": planner,
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": package_versions(),
+    }
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(record, indent=2))
     tmp.replace(out)
     console.print(f"wrote {out}")
+    return record

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from misgen.errors import MisgenError
 
@@ -61,7 +62,9 @@ class Measurement:
         return {**asdict(self), "steps_per_s": self.steps_per_s, "steps_per_cpu_s": self.steps_per_cpu_s}
 
 
-def time_steps(step: Callable[[int], None], batch: int, seconds: float, min_iters: int = 3, warmup: int = 2) -> tuple[int, float, float]:
+def time_steps(
+    step: Callable[[int], None], batch: int, seconds: float, min_iters: int = 3, warmup: int = 2
+) -> tuple[int, float, float]:
     """Call ``step(i)`` until ``seconds`` of wall time have passed; (env steps, wall s, CPU s)."""
     for i in range(warmup):
         step(i)
@@ -150,14 +153,22 @@ def ratios(results: list[Measurement]) -> list[dict[str, Any]]:
     return out
 
 
-def run_env_bench(out: Path, seconds: float, env_ids: list[str], batch_sizes: tuple[int, ...] = BATCH_SIZES) -> None:
-    """Measure, print a rich table and write the JSON to ``out`` (see the module docstring)."""
+def run_env_bench(
+    out: Path,
+    seconds: float,
+    env_ids: list[str],
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Measure, print rich tables to ``console``, write the JSON to ``out`` and return it."""
     from rich.markup import escape
     from rich.table import Table
 
     from misgen.environments import ENVS, get_env
-    from misgen.progress import console
+    from misgen.progress import console as default_console
     from misgen.provenance import package_versions
+
+    console = console or default_console
     from misgen.runstore import atomic_write_json
 
     if seconds <= 0:
@@ -175,7 +186,9 @@ def run_env_bench(out: Path, seconds: float, env_ids: list[str], batch_sizes: tu
     refs, ref_skipped = _available_references()
     skipped.update(ref_skipped)
 
-    jobs: list[tuple[str, Callable[[int, float], Measurement]]] = [(s.id, partial(bench_misgen_env, s.id)) for s in specs]
+    jobs: list[tuple[str, Callable[[int, float], Measurement]]] = [
+        (s.id, partial(bench_misgen_env, s.id)) for s in specs
+    ]
     jobs += list(refs.items())
     results: list[Measurement] = []
     with console.status("benchmarking envs") as status:
@@ -201,22 +214,21 @@ def run_env_bench(out: Path, seconds: float, env_ids: list[str], batch_sizes: tu
     for name, why in skipped.items():
         console.print(f"[yellow]skipped[/] {name}: {escape(why)}")
 
-    atomic_write_json(
-        Path(out),
-        {
-            "seconds": seconds,
-            "batch_sizes": list(batch_sizes),
-            "machine": {
-                "cpu_count": os.cpu_count(),
-                "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-            },
-            "versions": package_versions(),
-            "results": [m.as_json() for m in results],
-            "ratios": rows,
-            "skipped": skipped,
+    record = {
+        "seconds": seconds,
+        "batch_sizes": list(batch_sizes),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
         },
-    )
+        "versions": package_versions(),
+        "results": [m.as_json() for m in results],
+        "ratios": rows,
+        "skipped": skipped,
+    }
+    atomic_write_json(Path(out), record)
     console.print(f"wrote {out}")
+    return record

@@ -21,7 +21,9 @@ import numpy as np
 SIMULATIONS = (16, 64)
 
 
-def planner_decision_rows(env_id: str, seconds: float = 2.0, batches: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+def planner_decision_rows(
+    env_id: str, seconds: float = 2.0, batches: tuple[int, ...] | None = None
+) -> list[dict[str, Any]]:
     """Decisions/s of the planner on ``env_id`` for each (simulations, batch); [] for non-native envs."""
     from misgen.agents import get_agent
     from misgen.environments import get_env
@@ -51,7 +53,9 @@ def planner_decision_rows(env_id: str, seconds: float = 2.0, batches: tuple[int,
     return rows
 
 
-def _time_decisions(agent: Any, env: Any, obs: np.ndarray, first: np.ndarray, seconds: float) -> tuple[int, float, float]:
+def _time_decisions(
+    agent: Any, env: Any, obs: np.ndarray, first: np.ndarray, seconds: float
+) -> tuple[int, float, float]:
     """Act and step until ``seconds`` have passed (one warm-up decision first)."""
     actions, _, _ = agent.act(obs, None, first, env)
     obs, *_ = env.step(actions)

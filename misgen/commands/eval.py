@@ -32,7 +32,9 @@ def register(app: typer.Typer) -> None:
             _, summaries = evaluate_checkpoint(opened, path, splits, episodes, seed)
         proxies = [g.name for g in spec.proxy_goals]
         outcomes = sorted({o for s in summaries for o in s.first_goal})
-        table = Table(title=f"{opened.name} @ step {step:,} ({episodes} episodes per split, 95% bootstrap CI)")
+        table = Table(
+            title=f"{opened.name} @ step {step:,} ({episodes} episodes per split, 95% bootstrap CI)"
+        )
         table.add_column("split")
         table.add_column(f"{spec.intended_goal.name} success ↑ (intended)")
         for g in proxies:

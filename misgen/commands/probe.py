@@ -64,7 +64,9 @@ def results_table(result: dict[str, Any]) -> Table:
             )
             first = False
         details = entry.get("details", {})
-        notes = [f"{k}: {details[k]}" for k in ("verdict", "critic_values", "modal_goal", "method") if k in details]
+        notes = [
+            f"{k}: {details[k]}" for k in ("verdict", "critic_values", "modal_goal", "method") if k in details
+        ]
         if notes:
             table.add_row("", f"[dim]{'; '.join(notes)}[/]", "", "", "", "", "")
         table.add_section()
@@ -77,9 +79,13 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Argument(None, help="Run directory (runs/<env>/<agent>/s<seed>-<hash>)."),
         checkpoint: str = typer.Option("latest", help="Checkpoint(s): latest, all, or step_N."),
         episodes: int = typer.Option(200, help="Episodes per split (train, test-iid, test-shift)."),
-        seed: int = typer.Option(None, help="Root seed of rollouts and bootstraps (default: the run's seed)."),
+        seed: int = typer.Option(
+            None, help="Root seed of rollouts and bootstraps (default: the run's seed)."
+        ),
         only: list[str] = typer.Option([], "--probe", "-p", help="Run only these probes (repeatable)."),
-        threads: int = typer.Option(1, help="Torch/BLAS threads while probing (small batches: 1 is fastest on a busy CPU)."),
+        threads: int = typer.Option(
+            1, help="Torch/BLAS threads while probing (small batches: 1 is fastest on a busy CPU)."
+        ),
         list_: bool = typer.Option(False, "--list", help="List the registered probes and exit."),
     ) -> None:
         """Probe a run's checkpoint(s): capability, success, proxy pursuit, revealed goal, value map, latents."""
@@ -91,7 +97,13 @@ def register(app: typer.Typer) -> None:
             for col in ("probe", "version", "needs policy", "envs", "description"):
                 table.add_column(col)
             for name, pdef in PROBES.items():
-                table.add_row(name, str(pdef.version), "yes" if pdef.needs_policy else "", ", ".join(pdef.envs or ("any",)), pdef.description)
+                table.add_row(
+                    name,
+                    str(pdef.version),
+                    "yes" if pdef.needs_policy else "",
+                    ", ".join(pdef.envs or ("any",)),
+                    pdef.description,
+                )
             console.print(table)
             return
         if run is None:
@@ -103,7 +115,15 @@ def register(app: typer.Typer) -> None:
         failed = False
         for step, path in opened.resolve_checkpoint(checkpoint):
             console.print(f"[bold]probing[/] {opened.name} step {step:,}")
-            result = run_battery(opened, (step, path), episodes=episodes, seed=seed, probes=only or None, console=console, threads=threads)
+            result = run_battery(
+                opened,
+                (step, path),
+                episodes=episodes,
+                seed=seed,
+                probes=only or None,
+                console=console,
+                threads=threads,
+            )
             console.print(results_table(result))
             for name, reason in result["skipped"].items():
                 console.print(f"[dim]skipped {name}: {reason}[/]")

@@ -22,4 +22,6 @@ def register(app: typer.Typer) -> None:
             paths = build_report(list(runs), out)
         for table in terminal_tables(list(runs)):
             console.print(table)
-        console.print(f"[green]report[/]: {paths.html}  ({len(paths.figures)} figures, {paths.csv.name}, {paths.markdown.name})")
+        console.print(
+            f"[green]report[/]: {paths.html}  ({len(paths.figures)} figures, {paths.csv.name}, {paths.markdown.name})"
+        )

@@ -24,14 +24,14 @@ MIN_SIDE = 288  # pixels: small grids are upscaled to at least this on their lon
 
 def level_image(spec: Any, split: str, index: int) -> tuple[np.ndarray, int]:
     """RGB (H, W, 3) uint8 of level ``index`` of ``split`` and the level seed it shows."""
-    from misgen.environments.native import resolve_config
-
     sp = spec.split(split)
     if not 0 <= index < sp.seed_stop - sp.seed_start:
-        raise MisgenError(f"--seed must be in [0, {sp.seed_stop - sp.seed_start}) for split {split!r}, got {index}")
+        raise MisgenError(
+            f"--seed must be in [0, {sp.seed_stop - sp.seed_start}) for split {split!r}, got {index}"
+        )
     level_seed = sp.seed_start + index
-    if spec.make_core is not None and spec.config_type is not None:
-        core = spec.make_core(resolve_config(spec.config_type, sp, {}))
+    core = spec.core(split)
+    if core is not None:
         state = core.reset(np.array([level_seed], dtype=np.int64))
         return np.asarray(core.render(state, 0), dtype=np.uint8), level_seed
     env = spec.make(split, 1, index)

@@ -53,7 +53,15 @@ def register(app: typer.Typer) -> None:
         if backend not in ("local", "ray"):
             raise MisgenError(f"unknown backend {backend!r}; valid choices: local, ray")
         root = runs or runs_root()
-        jobs = expand_grid(_split_csv(env), _split_csv(agent), list(range(seeds)), steps=steps, preset=preset, episodes=episodes, root=str(root))
+        jobs = expand_grid(
+            _split_csv(env),
+            _split_csv(agent),
+            list(range(seeds)),
+            steps=steps,
+            preset=preset,
+            episodes=episodes,
+            root=str(root),
+        )
         results = run_sweep(jobs, backend=backend, workers=workers, ray_address=ray_address, console=console)
         _finish(results, root, out or root / "sweep-report")
 
@@ -61,18 +69,47 @@ def register(app: typer.Typer) -> None:
     def study(
         env: str = typer.Option("maze-cheese", "--env", "-e", help="Environment."),
         agents: str = typer.Option("ppo,dreamer,planner", help="Agent classes, comma-separated."),
-        seeds: int = typer.Option(1, help="Seeds per agent class."),
-        budget: str = typer.Option("quick", help="quick (~15 min on 2 cores) or full."),
+        seeds: int = typer.Option(1, help="Seeds per agent class (and per knob value)."),
+        budget: str = typer.Option(
+            "quick", help="quick (a short study; times in misgen/bench/MEASUREMENTS.md) or full."
+        ),
+        knob: str = typer.Option(
+            None,
+            help="Disambiguation curve: FIELD=v1,v2,... trains every class at each value of an env field, e.g. "
+            "cheese_random_fraction=0,0.01,0.03,0.1,0.3. 'none' skips the curve the full budget runs by default.",
+        ),
+        backend: str = typer.Option("local", help="local (process pool) or ray."),
         workers: int = typer.Option(None, help="Parallel jobs (default: the number of cores)."),
+        ray_address: str = typer.Option(None, help="Ray cluster address (default: local Ray instance)."),
         runs: Path = typer.Option(None, help="Runs root (default: $MISGEN_RUNS or ./runs)."),
-        out: Path = typer.Option(None, help="Report folder (default: <runs>/<env>/study-<budget>)."),
+        out: Path = typer.Option(
+            None, help="Report folder (default: <runs>/<env>/study-<budget>[-<knob field>])."
+        ),
     ) -> None:
-        """Train each agent class on ENV, probe every checkpoint, write the comparison report."""
+        """Train each agent class on ENV, probe every checkpoint, write the comparison report.
+
+        Resumable: finished runs are skipped and interrupted ones continue, so re-running the same command after Ctrl-C picks up where it stopped.
+        """
+        from misgen.errors import MisgenError
         from misgen.runstore import runs_root
-        from misgen.study import study_jobs
+        from misgen.study import BUDGETS, default_knob, parse_knob, study_jobs
         from misgen.sweep import run_sweep
 
+        if backend not in ("local", "ray"):
+            raise MisgenError(f"unknown backend {backend!r}; valid choices: local, ray")
         root = runs or runs_root()
-        jobs = study_jobs(env, _split_csv([agents]), seeds, budget, root)
-        results = run_sweep(jobs, backend="local", workers=workers, console=console)
-        _finish(results, root, out or root / env / f"study-{budget}")
+        if knob is None:
+            chosen = default_knob(env, BUDGETS[budget]) if budget in BUDGETS else None
+        elif knob.strip().lower() == "none":
+            chosen = None
+        else:
+            chosen = parse_knob(env, knob)
+        jobs = study_jobs(env, _split_csv([agents]), seeds, budget, root, chosen)
+        if chosen is not None:
+            values = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in chosen.values)
+            console.print(
+                f"disambiguation curve over {chosen.field} = {values}: {len(jobs)} jobs", highlight=False
+            )
+        results = run_sweep(jobs, backend=backend, workers=workers, ray_address=ray_address, console=console)
+        suffix = f"-{chosen.field}" if chosen is not None else ""
+        _finish(results, root, out or root / env / f"study-{budget}{suffix}")

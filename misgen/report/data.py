@@ -8,6 +8,7 @@ the per-seed values, so the spread between seeds is visible and not hidden in an
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class MetricRow:
     higher_is_better: bool | None
     episodes: int
     preset: str | None
+    chance: Estimate | None = None
+    """The same metric for a uniform-random agent on the same levels, where the probe reports it."""
 
 
 @dataclass
@@ -72,6 +75,12 @@ def _probe_entries(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(probes)
 
 
+def _estimate_or_none(value: Any) -> Estimate | None:
+    if isinstance(value, dict) and "mean" in value:
+        return Estimate.from_json(value)
+    return None
+
+
 def load_records(paths: list[Path | str]) -> list[RunRecord]:
     """Every run under ``paths`` with its probe results flattened into rows."""
     records = []
@@ -82,6 +91,7 @@ def load_records(paths: list[Path | str]) -> list[RunRecord]:
             episodes = int(result.get("episodes", 0))
             for name, entry in _probe_entries(result).items():
                 hib = entry.get("higher_is_better", {})
+                chance = entry.get("chance") or {}
                 for metric, value in entry.get("metrics", {}).items():
                     if not isinstance(value, dict) or "mean" not in value:
                         continue
@@ -100,6 +110,7 @@ def load_records(paths: list[Path | str]) -> list[RunRecord]:
                             higher_is_better=hib.get(metric) if isinstance(hib, dict) else hib,
                             episodes=episodes,
                             preset=run.config.get("preset"),
+                            chance=_estimate_or_none(chance.get(metric)),
                         )
                     )
         records.append(record)
@@ -125,6 +136,16 @@ class Aggregate:
     over_seeds: Estimate
     per_seed: tuple[tuple[int, Estimate], ...]
     flags: tuple[str, ...]
+    chance: Estimate | None = None
+    """A uniform-random agent's value of the same metric on the same levels (``None``: not reported)."""
+    condition: str = ""
+    """The env settings that vary between runs of this env (e.g. ``cheese_random_fraction=0.1``);
+    empty when all runs of the env share one configuration."""
+
+    @property
+    def n_episodes(self) -> int:
+        """The fewest episodes any one seed's value rests on (what a reader should worry about)."""
+        return min((e.n for _, e in self.per_seed), default=0)
 
     @property
     def cell(self) -> str:
@@ -138,16 +159,68 @@ class Aggregate:
         return f"{e.mean:.2f} [{e.lo:.2f}, {e.hi:.2f}] ({len(self.per_seed)} seeds)"
 
 
+def varying_overrides(records: list[RunRecord]) -> dict[str, dict[str, Any]]:
+    """Per run path: the env overrides whose values differ between runs of the same env.
+
+    Runs that differ in env configuration (e.g. the disambiguating fraction of a knob study) are
+    separate conditions, never pooled as if they were seeds of one experiment.
+    """
+    by_env: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        by_env[record.run.env_id].append(record)
+    out: dict[str, dict[str, Any]] = {}
+    for env, env_records in by_env.items():
+        defaults = _env_defaults(env)
+        overrides = [dict(r.run.config.get("env_overrides") or {}) for r in env_records]
+        keys = sorted({k for o in overrides for k in o})
+        overrides = [{k: o.get(k, defaults.get(k)) for k in keys} for o in overrides]
+        varying = [k for k in keys if len({repr(o.get(k)) for o in overrides}) > 1]
+        for record, o in zip(env_records, overrides, strict=True):
+            out[str(record.run.path)] = {k: o.get(k) for k in varying}
+    return out
+
+
+def _env_defaults(env: str) -> dict[str, Any]:
+    """The env config's default field values (a run without an override ran at the default)."""
+    try:
+        from misgen.environments import get_env
+
+        config_type = get_env(env).config_type
+        return dataclasses.asdict(config_type()) if config_type is not None else {}
+    except Exception:  # noqa: BLE001 - an env not registered here: no defaults to fill in
+        return {}
+
+
+def condition_label(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(values.items()) if v is not None)
+
+
+def _pooled_chance(items: list[Estimate]) -> Estimate | None:
+    """Chance over seeds: the mean of the per-seed values, spanning their intervals."""
+    if not items:
+        return None
+    if len(items) == 1:
+        return items[0]
+    return Estimate(
+        float(np.mean([e.mean for e in items])),
+        min(e.lo for e in items),
+        max(e.hi for e in items),
+        sum(e.n for e in items),
+    )
+
+
 def aggregate(records: list[RunRecord]) -> list[Aggregate]:
-    """Aggregate each run's final probed checkpoint over seeds."""
-    groups: dict[tuple[str, str, str, str], list[tuple[MetricRow, RunRecord]]] = defaultdict(list)
+    """Aggregate each run's final probed checkpoint over seeds, separately per env condition."""
+    conditions = {path: condition_label(v) for path, v in varying_overrides(records).items()}
+    groups: dict[tuple[str, str, str, str, str], list[tuple[MetricRow, RunRecord]]] = defaultdict(list)
     for record in records:
         final = record.final_step
+        condition = conditions.get(str(record.run.path), "")
         for row in record.rows:
             if row.step == final:
-                groups[(row.env, row.agent, row.probe, row.metric)].append((row, record))
+                groups[(row.env, condition, row.agent, row.probe, row.metric)].append((row, record))
     out = []
-    for (env, agent, probe, metric), items in sorted(groups.items()):
+    for (env, condition, agent, probe, metric), items in sorted(groups.items()):
         per_seed = tuple(sorted((row.seed, row.estimate) for row, _ in items))
         means = np.array([e.mean for _, e in per_seed if not np.isnan(e.mean)])
         if len(per_seed) == 1:
@@ -158,5 +231,20 @@ def aggregate(records: list[RunRecord]) -> list[Aggregate]:
             over = Estimate(float("nan"), float("nan"), float("nan"), 0)
         flags = sorted({f for _, rec in items for f in rec.flags})
         first = items[0][0]
-        out.append(Aggregate(env, agent, first.kind, probe, metric, first.higher_is_better, over, per_seed, tuple(flags)))
+        chance = _pooled_chance([row.chance for row, _ in items if row.chance is not None])
+        out.append(
+            Aggregate(
+                env,
+                agent,
+                first.kind,
+                probe,
+                metric,
+                first.higher_is_better,
+                over,
+                per_seed,
+                tuple(flags),
+                chance,
+                condition,
+            )
+        )
     return out

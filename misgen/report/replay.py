@@ -67,13 +67,8 @@ def value_maps(records: list[RunRecord]) -> list[tuple[str, np.ndarray, list[tup
 
 def _core_for(record: RunRecord, split: str) -> Any | None:
     from misgen.environments import get_env
-    from misgen.environments.native import resolve_config
 
-    spec = get_env(record.run.env_id)
-    if spec.make_core is None or spec.config_type is None:
-        return None
-    config = resolve_config(spec.config_type, spec.split(split), record.run.config.get("env_overrides", {}))
-    return spec.make_core(config)
+    return get_env(record.run.env_id).core(split, record.run.env_overrides)
 
 
 def replay_frames(record: RunRecord, rollouts: Rollouts, episode: int, frames: int = 6) -> list[np.ndarray]:
