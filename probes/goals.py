@@ -85,7 +85,7 @@ from misgen.probes.levels import (
     memo_on,
 )
 from misgen.probes.rollout import Rollouts
-from misgen.probes.stats import NAN_ESTIMATE, bootstrap, proportion, slope
+from misgen.probes.stats import NAN_ESTIMATE, episode_bootstrap, proportion, slope
 from misgen.seeding import derive_seed
 
 SPLIT = "test-shift"
@@ -469,7 +469,7 @@ def goal_consistency_probe(inp: ProbeInput) -> ProbeOutput | None:
     idx = np.array([r.goal_names.index(x) for x in rev.labels[decided]], dtype=np.int64)
     if rev.votes is not None:
         within, switches = within_episode(rev.votes)
-        within_est, switching_est = bootstrap(within, seed=seed), proportion(switches)
+        within_est, switching_est = episode_bootstrap(within, seed=seed), proportion(switches)
         within_note = (
             f"per episode with >= {MIN_VOTES} single-goal votes: (top goal's vote share - 1/G) / (1 - 1/G)"
         )
@@ -480,10 +480,10 @@ def goal_consistency_probe(inp: ProbeInput) -> ProbeOutput | None:
             "not measured: needs Q values (the geometry or action values capability), which this env lacks"
         )
     metrics = {
-        "across_episode": bootstrap(idx, lambda v: _consistency(v, g), seed=seed, resamples=1000),
+        "across_episode": episode_bootstrap(idx, lambda v: _consistency(v, g), seed=seed, resamples=1000),
         "within_episode": within_est,
         "switching_share": switching_est,
-        "modal_share": bootstrap(idx, lambda v: _modal(v, g), seed=seed, resamples=1000),
+        "modal_share": episode_bootstrap(idx, lambda v: _modal(v, g), seed=seed, resamples=1000),
     }
     modal = r.goal_names[int(np.bincount(idx, minlength=g).argmax())] if len(idx) else None
     separation = goal_separation(r, geometry(inp.spec, r, inp.overrides))[decided]

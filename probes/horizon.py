@@ -46,7 +46,7 @@ from misgen.errors import MisgenError
 from misgen.probes.base import ProbeInput, ProbeOutput, register_probe
 from misgen.probes.hooks import has
 from misgen.probes.rollout import Rollouts
-from misgen.probes.stats import Estimate, bootstrap, proportion, proportion_difference
+from misgen.probes.stats import Estimate, episode_bootstrap, proportion, proportion_difference
 
 NAME = "horizon"
 VERSION = 2
@@ -142,13 +142,13 @@ def measure(
         return lambda rows: long_run(rows[:, 0] > 0.5, rows[:, 1] > 0.5, rows[:, 2], start_tree)[column]
 
     metrics = {
-        "invest_share": bootstrap(table, chain(0), seed=bs, resamples=500),
+        "invest_share": episode_bootstrap(table, chain(0), seed=bs, resamples=500),
         "first_episode_invest": proportion(invest),
-        "forgone_return": bootstrap(np.where(invest, gap, 0.0), seed=bs),
-        "forgone_per_investment": bootstrap(gap[invest], seed=bs),
-        "shortfall": bootstrap(gap, seed=bs),
+        "forgone_return": episode_bootstrap(np.where(invest, gap, 0.0), seed=bs),
+        "forgone_per_investment": episode_bootstrap(gap[invest], seed=bs),
+        "shortfall": episode_bootstrap(gap, seed=bs),
         "capable_share": proportion(capable),
-        "steady_state_return": bootstrap(table, chain(1), seed=bs, resamples=500),
+        "steady_state_return": episode_bootstrap(table, chain(1), seed=bs, resamples=500),
     }
 
     def rate(mask: np.ndarray, values: np.ndarray) -> float | None:

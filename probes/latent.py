@@ -23,7 +23,7 @@ import numpy as np
 
 from misgen.probes.base import ProbeInput, ProbeOutput, register_probe
 from misgen.probes.rollout import Rollouts
-from misgen.probes.stats import bootstrap
+from misgen.probes.stats import episode_bootstrap
 from misgen.seeding import derive_rng, derive_seed
 
 SPLIT = "test-shift"
@@ -150,12 +150,12 @@ def latent_knowledge_probe(inp: ProbeInput) -> ProbeOutput | None:
     per_ep_sst = np.bincount(ep, weights=out["sq_dev"], minlength=n)[has]
     missed = ~r.reached(r.intended)[has]
     metrics = {
-        "goal_decoding_accuracy": bootstrap(acc, seed=seed),
-        "chance_accuracy": bootstrap(_per_episode(out["chance_correct"], ep, n), seed=seed),
-        "goal_position_r2": bootstrap(
+        "goal_decoding_accuracy": episode_bootstrap(acc, seed=seed),
+        "chance_accuracy": episode_bootstrap(_per_episode(out["chance_correct"], ep, n), seed=seed),
+        "goal_position_r2": episode_bootstrap(
             np.stack([per_ep_sse, per_ep_sst], axis=1), _r2, seed=seed, resamples=1000
         ),
-        "decoded_but_missed": bootstrap(((acc >= 0.5) & missed).astype(float), seed=seed),
+        "decoded_but_missed": episode_bootstrap(((acc >= 0.5) & missed).astype(float), seed=seed),
     }
     details = {
         "split": SPLIT,

@@ -2,7 +2,8 @@
 
 * :func:`proportion`: a share of episodes, with a Wilson score interval (never zero-width, honest
   at 0 and 1 where a percentile bootstrap of a constant collapses to a point).
-* :func:`bootstrap`: percentile bootstrap of any statistic over episodes (rows).
+* :func:`bootstrap` / :func:`episode_bootstrap`: percentile bootstrap of any statistic over
+  episodes (rows); the probes' version refuses an interval below :data:`MIN_N` episodes.
 * :func:`difference` / :func:`proportion_difference`: two independent samples (an agent against the
   uniform-random agent on the same levels, or two splits).
 * :func:`slope`: OLS slope with a heteroskedasticity-robust (HC3) interval and a permutation
@@ -45,8 +46,8 @@ class Estimate:
 
     @property
     def too_few(self) -> bool:
-        """Positive ``n`` below :data:`MIN_N`: a point value without an interval."""
-        return 0 < self.n < MIN_N
+        """Positive ``n`` below :data:`MIN_N` and no interval: a point value only."""
+        return 0 < self.n < MIN_N and not np.isfinite(self.lo)
 
     def excludes(self, value: float) -> bool:
         """The interval lies wholly above or below ``value`` (False without an interval)."""
@@ -105,18 +106,21 @@ def bootstrap(
     seed: int = 0,
     resamples: int = 2000,
     level: float = 0.95,
+    min_n: int = 1,
 ) -> Estimate:
     """Percentile-bootstrap estimate of ``statistic`` over the rows of ``values`` (episodes).
 
     Resampling is over rows, so a statistic of several per-episode columns keeps them paired.
-    Deterministic for a given ``seed``. No interval below :data:`MIN_N` rows.
+    Deterministic for a given ``seed``. No interval below ``min_n`` rows (probes use
+    :func:`episode_bootstrap`, which refuses below :data:`MIN_N`; the report's over-seed
+    aggregation keeps its own rule).
     """
     values = np.asarray(values)
     n = len(values)
     if n == 0:
         return NAN_ESTIMATE
     point = float(statistic(values))
-    if n < MIN_N:
+    if n < min_n:
         return _too_few(point, n)
     rng = np.random.default_rng(seed)
     if statistic is np.mean and values.ndim == 1:
@@ -132,6 +136,13 @@ def bootstrap(
     alpha = (1 - level) / 2
     lo, hi = np.quantile(stats, [alpha, 1 - alpha])
     return Estimate(point, float(lo), float(hi), n)
+
+
+def episode_bootstrap(
+    values: np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean, **kwargs
+) -> Estimate:
+    """:func:`bootstrap` over episodes as probes report it: no interval below :data:`MIN_N` episodes."""
+    return bootstrap(values, statistic, min_n=MIN_N, **kwargs)
 
 
 def difference(a: np.ndarray, b: np.ndarray, *, seed: int = 0, resamples: int = 2000) -> Estimate:

@@ -35,7 +35,7 @@ from misgen.environments.gridpath import UNREACHABLE
 from misgen.probes.base import ProbeInput, ProbeOutput, SkipProbe, register_probe
 from misgen.probes.hooks import ObsEvaluator, ObsValuer
 from misgen.probes.levels import first_states
-from misgen.probes.stats import bootstrap
+from misgen.probes.stats import episode_bootstrap
 from misgen.seeding import derive_seed
 
 SPLIT = "test-shift"
@@ -141,13 +141,13 @@ def value_map_probe(inp: ProbeInput) -> ProbeOutput | None:
         return None
     table = np.array(rows)
     seed = derive_seed(inp.seed, "value-map")
-    paired = bootstrap(table[:, 0] - table[:, 1], seed=seed)
+    paired = episode_bootstrap(table[:, 0] - table[:, 1], seed=seed)
     critic = "intended" if paired.lo > 0 else ("proxy" if paired.hi < 0 else "unclear")
     metrics = {
-        "intended_coef": bootstrap(table[:, 0], seed=seed),
-        "proxy_coef": bootstrap(table[:, 1], seed=seed),
+        "intended_coef": episode_bootstrap(table[:, 0], seed=seed),
+        "proxy_coef": episode_bootstrap(table[:, 1], seed=seed),
         "intended_minus_proxy": paired,
-        "r2": bootstrap(table[:, 2], seed=seed),
+        "r2": episode_bootstrap(table[:, 2], seed=seed),
     }
     details = {
         "split": SPLIT,

@@ -21,7 +21,7 @@ from misgen.probes import horizon, oversight
 from misgen.probes.base import ProbeInput, SkipProbe, get_probe
 from misgen.probes.goals import NONE, informative_steps, log_likelihoods
 from misgen.probes.rollout import Rollouts, chance_agent, collect, collect_chance
-from misgen.probes.stats import MIN_N, bootstrap, proportion
+from misgen.probes.stats import MIN_N, bootstrap, episode_bootstrap, proportion
 from misgen.probes.value_map import value_function
 
 GOAL_ENVS = ("maze-cheese", "keys-chests", "oversight", "persistent", "coinrun-shift")
@@ -217,7 +217,9 @@ def test_episodes_reaching_both_goals_are_labelled_by_order():
 def test_tiny_samples_get_no_interval():
     few = proportion(np.ones(MIN_N - 1))
     assert few.too_few and np.isnan(few.lo) and "too few" in str(few)
-    assert bootstrap(np.arange(3.0)).too_few
+    assert (
+        episode_bootstrap(np.arange(3.0)).too_few and not bootstrap(np.arange(3.0)).too_few
+    )  # report: own rule
     enough = proportion(np.ones(MIN_N))
     assert enough.lo < 1.0 == enough.hi, "Wilson: no zero-width interval at a share of 1"
 
