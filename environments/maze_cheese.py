@@ -84,7 +84,7 @@ from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
 
 MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)  # up, down, left, right
-CHEESE, CORNER = "cheese", "top-right-corner"
+CHEESE, CORNER = MAZE_CHEESE.goals[0].name, MAZE_CHEESE.goals[1].name
 
 
 @dataclass(frozen=True)
