@@ -525,6 +525,7 @@ SPEC = register_env(
         make_vector=_make_vector,
         make_single=_make_single,
         config_type=CoinRunShiftConfig,
+        difficulty=("width", "height", "pit_prob", "obstacle_prob", "max_enemies", "max_steps"),
         make_core=CoinRunShiftCore,
     )
 )

@@ -440,6 +440,7 @@ SPEC = register_env(
         make_vector=_make_vector,
         make_single=_make_single,
         config_type=MazeCheeseConfig,
+        difficulty=("size", "maze_size_min", "maze_size_max", "region", "max_steps"),
         make_core=MazeCheeseCore,
         agent_channel=1,
         # A random walk finds the cheese in 0.5% of episodes; a tenth of the cheese's reward per new cell.
