@@ -75,7 +75,7 @@ from misgen.environments.render import PALETTE, disc, outline, upscale
 from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
 
-COIN, END = "coin", "right-end"
+COIN, END = COINRUN.goals[0].name, COINRUN.goals[1].name
 CHANNELS = ("solid", "agent", "coin", "enemy", "agent-rising", "enemy-right")
 # Oracle tie-break among equally short plans: prefer moving on, then waiting, then jumping.
 PREFERENCE = np.array([2, 0, 5, 3, 1, 4])
@@ -525,6 +525,7 @@ SPEC = register_env(
         make_vector=_make_vector,
         make_single=_make_single,
         config_type=CoinRunShiftConfig,
+        difficulty=("width", "height", "pit_prob", "obstacle_prob", "max_enemies", "max_steps"),
         make_core=CoinRunShiftCore,
     )
 )

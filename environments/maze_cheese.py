@@ -84,7 +84,7 @@ from misgen.environments.spec import EnvSpec
 from misgen.errors import MisgenError
 
 MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)  # up, down, left, right
-CHEESE, CORNER = "cheese", "top-right-corner"
+CHEESE, CORNER = MAZE_CHEESE.goals[0].name, MAZE_CHEESE.goals[1].name
 
 
 @dataclass(frozen=True)
@@ -440,6 +440,7 @@ SPEC = register_env(
         make_vector=_make_vector,
         make_single=_make_single,
         config_type=MazeCheeseConfig,
+        difficulty=("size", "maze_size_min", "maze_size_max", "region", "max_steps"),
         make_core=MazeCheeseCore,
         agent_channel=1,
         # A random walk finds the cheese in 0.5% of episodes; a tenth of the cheese's reward per new cell.

@@ -95,6 +95,9 @@ class EnvSpec:
             rewards. 0 (the default) means none: on envs with small, frequent rewards the bonus
             would outweigh them (persistent, coin 1: PPO's coin success fell 0.35 -> 0.02 while it
             lasted).
+        difficulty: config fields that set how hard the training levels are (maze sizes, level
+            length); ``misgen envs`` and run.json show their values, since learning speed and
+            results depend on them.
     """
 
     id: str
@@ -111,6 +114,7 @@ class EnvSpec:
     requires: tuple[str, ...] = ()
     agent_channel: int | None = None
     exploration_bonus: float = 0.0
+    difficulty: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         missing = [s for s in SPLIT_NAMES if s not in self.splits]
@@ -172,6 +176,11 @@ class EnvSpec:
         from misgen.environments.native import resolve_config
 
         return resolve_config(self.config_type, self.split(split), dict(overrides or {}))
+
+    def difficulty_config(self, split: str = "train", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The values of the :attr:`difficulty` fields on ``split`` (with ``overrides``)."""
+        config = self.config(split, overrides)
+        return {name: getattr(config, name) for name in self.difficulty} if config is not None else {}
 
     def core(self, split: str, overrides: Mapping[str, Any] | None = None) -> Any | None:
         """The functional core of ``split`` with ``overrides``; ``None`` for envs without one.

@@ -530,6 +530,7 @@ def _identity(res: ResolvedTraining, seed: int) -> dict[str, Any]:
         "kind": res.agent_cls.kind,
         "seed": seed,
         "config": res.config,
+        "env_difficulty": res.spec.difficulty_config("train", res.env_overrides),
     }
 
 

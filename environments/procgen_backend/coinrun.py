@@ -58,7 +58,7 @@ from misgen.environments.procgen_backend.vector import (
 )
 from misgen.environments.spec import EnvSpec
 
-COIN, END = "coin", "end"
+COIN, END = COINRUN.goals[0].name, COINRUN.goals[1].name
 GOAL_CELL = 1
 GROUND = (15, 16)  # WALL_MID, WALL_TOP
 MIN_COIN_X = 5  # the spawn floor: the agent starts at x = 1.5, the first obstacle section at x = 5

@@ -55,7 +55,7 @@ from misgen.environments.procgen_backend.state import SPACE, ProcgenState, State
 from misgen.environments.procgen_backend.vector import ProcgenOptions, ProcgenVectorEnv, procgen_factories
 from misgen.environments.spec import EnvSpec
 
-CHEESE, CORNER = "cheese", "top-right-corner"
+CHEESE, CORNER = MAZE_CHEESE.goals[0].name, MAZE_CHEESE.goals[1].name
 GOAL_CELL, WALL = 2, 51
 # procgen action ids for [up, down, left, right] in row-major (row 0 at the top) grid moves
 MOVE_ACTIONS = np.array([5, 3, 1, 7], dtype=np.int64)
