@@ -79,8 +79,8 @@ def _probe_json(agent: str, shift: float | None = None) -> dict:
         },
         "goal-consistency": {
             "version": 1,
-            "metrics": {"consistency": _estimate(0.7), "within_episode": _estimate(0.83)},
-            "higher_is_better": {"consistency": True, "within_episode": True},
+            "metrics": {"across_episode": _estimate(0.7), "within_episode": _estimate(0.83)},
+            "higher_is_better": {"across_episode": True, "within_episode": True},
         },
         "latent-knowledge": {
             "version": 1,

@@ -22,6 +22,7 @@ from misgen.report import figures
 from misgen.report.curve import CURVE_METRICS, curve_sentence, knob_of, series
 from misgen.report.data import Aggregate, RunRecord, aggregate, load_records
 from misgen.report.headline import (
+    ACROSS_NAMES,
     PROXY_FIRST,
     ClassSummary,
     class_rank,
@@ -160,7 +161,7 @@ def env_section(
     ]
     proxy_groups = list(dict.fromkeys(c.metric for c in proxy))
     consistency = sorted(
-        (c for c in shown if c.probe == "goal-consistency" and c.metric == "consistency"), key=_order
+        (c for c in shown if c.probe == "goal-consistency" and c.metric in ACROSS_NAMES), key=_order
     )
     made += [
         figures.grouped_bars(
