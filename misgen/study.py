@@ -42,6 +42,10 @@ class StudyBudget:
     """Probe episodes per split."""
     checkpoints: int
     """Checkpoints per run (all are probed)."""
+    seeds: int = 1
+    """Seeds per agent class (and per knob value) when ``--seeds`` is not given."""
+    envs: tuple[str, ...] = ("maze-cheese",)
+    """Envs studied when ``--env`` is not given."""
     curve: dict[str, tuple[float, ...]] = field(default_factory=dict)
     """env -> values of its knob (``EnvSpec.knob``) at which this budget runs the disambiguation
     curve when no ``--knob`` is given (empty: no curve unless asked for)."""
@@ -59,6 +63,7 @@ BUDGETS: dict[str, StudyBudget] = {
         },
         episodes=100,
         checkpoints=2,
+        seeds=2,
     ),
     "full": StudyBudget(
         agents={
@@ -68,6 +73,8 @@ BUDGETS: dict[str, StudyBudget] = {
         },
         episodes=500,
         checkpoints=5,
+        seeds=5,
+        envs=("maze-cheese", "coinrun-shift"),
         curve={"maze-cheese": CURVE_VALUES, "coinrun-shift": CURVE_VALUES},
     ),
 }

@@ -196,3 +196,14 @@ def test_live_bars_on_a_terminal():
     out = buf.getvalue()
     assert "maze-cheese / ppo / seed 0" in out and "steps/s" in out and "overall ETA" in out
     assert "256/256" in out or "done" in out
+
+
+def test_budgets_set_seeds_and_envs():
+    """Issue 16: the quick study compares classes on 2 seeds, the full one on 5 seeds and two envs."""
+    from misgen.study import BUDGETS
+
+    assert BUDGETS["quick"].seeds == 2 and BUDGETS["quick"].envs == ("maze-cheese",)
+    assert BUDGETS["full"].seeds == 5 and set(BUDGETS["full"].envs) == {"maze-cheese", "coinrun-shift"}
+    jobs = study_jobs("maze-cheese", ["ppo", "dreamer", "planner"], BUDGETS["quick"].seeds, "quick", None)
+    trained = [j for j in jobs if j.agent in ("ppo", "dreamer", "planner")]
+    assert sorted({(j.agent, j.seed) for j in trained}) == [(a, s) for a in ("dreamer", "planner", "ppo") for s in (0, 1)]

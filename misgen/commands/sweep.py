@@ -67,9 +67,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("study")
     def study(
-        env: str = typer.Option("maze-cheese", "--env", "-e", help="Environment."),
+        env: str = typer.Option(
+            None, "--env", "-e", help="Environments, comma-separated (default: the budget's: quick maze-cheese, full maze-cheese,coinrun-shift)."
+        ),
         agents: str = typer.Option("ppo,dreamer,planner", help="Agent classes, comma-separated."),
-        seeds: int = typer.Option(1, help="Seeds per agent class (and per knob value)."),
+        seeds: int = typer.Option(None, help="Seeds per agent class and knob value (default: the budget's: quick 2, full 5)."),
         budget: str = typer.Option(
             "quick", help="quick (a short study; times in misgen/bench/MEASUREMENTS.md) or full."
         ),
@@ -90,7 +92,7 @@ def register(app: typer.Typer) -> None:
 
         Resumable: finished runs are skipped and interrupted ones continue, so re-running the same command after Ctrl-C picks up where it stopped.
         """
-        from misgen.errors import MisgenError
+        from misgen.errors import MisgenError, unknown_choice
         from misgen.runstore import runs_root
         from misgen.study import BUDGETS, default_knob, parse_knob, study_jobs
         from misgen.sweep import run_sweep
@@ -98,18 +100,27 @@ def register(app: typer.Typer) -> None:
         if backend not in ("local", "ray"):
             raise MisgenError(f"unknown backend {backend!r}; valid choices: local, ray")
         root = runs or runs_root()
-        if knob is None:
-            chosen = default_knob(env, BUDGETS[budget]) if budget in BUDGETS else None
-        elif knob.strip().lower() == "none":
-            chosen = None
-        else:
-            chosen = parse_knob(env, knob)
-        jobs = study_jobs(env, _split_csv([agents]), seeds, budget, root, chosen)
-        if chosen is not None:
-            values = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in chosen.values)
-            console.print(
-                f"disambiguation curve over {chosen.field} = {values}: {len(jobs)} jobs", highlight=False
-            )
+        if budget not in BUDGETS:
+            raise unknown_choice("budget", budget, BUDGETS)
+        plan = BUDGETS[budget]
+        envs = _split_csv([env]) if env else list(plan.envs)
+        jobs, fields = [], set()
+        for env_id in envs:
+            if knob is None:
+                chosen = default_knob(env_id, plan)
+            elif knob.strip().lower() == "none":
+                chosen = None
+            else:
+                chosen = parse_knob(env_id, knob)
+            env_jobs = study_jobs(env_id, _split_csv([agents]), plan.seeds if seeds is None else seeds, budget, root, chosen)
+            if chosen is not None:
+                fields.add(chosen.field)
+                values = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in chosen.values)
+                console.print(
+                    f"{env_id}: disambiguation curve over {chosen.field} = {values}: {len(env_jobs)} jobs", highlight=False
+                )
+            jobs += env_jobs
         results = run_sweep(jobs, backend=backend, workers=workers, ray_address=ray_address, console=console)
-        suffix = f"-{chosen.field}" if chosen is not None else ""
-        _finish(results, root, out or root / env / f"study-{budget}{suffix}")
+        suffix = f"-{'-'.join(sorted(fields))}" if fields else ""
+        where = root / envs[0] if len(envs) == 1 else root
+        _finish(results, root, out or where / f"study-{budget}{suffix}")
