@@ -16,4 +16,5 @@ for name, folder in MAPPED.items():
     package_dir[name] = folder
     packages.extend(f"{name}.{sub}" for sub in find_packages(folder))
 
-setup(packages=packages, package_dir=package_dir)
+# Docs the report embeds (the how-to-read section) must install with the code.
+setup(packages=packages, package_dir=package_dir, package_data={"misgen.report": ["HOW_TO_READ.md"], "misgen.bench": ["MEASUREMENTS.md"]})

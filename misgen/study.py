@@ -1,12 +1,9 @@
 """``misgen study``: train each agent class on one env, probe every checkpoint, write the report.
 
 A study is a sweep over agent classes (plus the scripted oracles as ground-truth reference rows)
-with a budget preset. ``quick`` is sized to finish in about 15 minutes on 2 CPU cores for
-maze-cheese (measured: 894 s from an empty runs root). At that budget PPO reaches ~0.6 train
-success and is the one class capable enough for its goal to be read off; the planner (~0.2) and
-Dreamer (0.00 on train, 0.05 at test-shift) are not yet competent on maze-cheese, and the report
-says so through their capability rows. ``full`` is the budget for a result you would publish (more steps, seeds and
-episodes).
+with a budget preset: ``quick`` trains every class on 2 seeds of maze-cheese, ``full`` on 5 seeds of
+maze-cheese and coinrun-shift with more steps and probe episodes and the disambiguation curve.
+Times are in ``misgen/bench/MEASUREMENTS.md``, not here.
 
 A *knob study* (``--knob FIELD=v1,v2,...``) trains every class at each value of one env field,
 usually the env's disambiguating fraction (``EnvSpec.knob``, e.g. ``cheese_random_fraction``), and
