@@ -68,6 +68,23 @@ class Job:
         return f"{self.env} / {self.agent} / seed {self.seed}" + (f" / {env_sets}" if env_sets else "")
 
 
+    def train_request(self) -> Any:
+        """The harness's :class:`~misgen.train.TrainRequest` for this job (resuming a started run)."""
+        from misgen.train import TrainRequest
+
+        return TrainRequest(
+            env=self.env,
+            agent=self.agent,
+            seed=self.seed,
+            steps=self.steps,
+            preset=self.preset,
+            overrides=dict(self.overrides),
+            checkpoint_every=self.checkpoint_every,
+            resume=True,
+            root=Path(self.root) if self.root else None,
+        )
+
+
 @dataclass
 class JobResult:
     job: Job
@@ -86,20 +103,10 @@ def run_job(job: Job) -> JobResult:
         import torch
 
         torch.set_num_threads(max(1, job.threads))
-        from misgen.train import TrainRequest, train
+        from misgen.train import train
 
         quiet = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115 - lives for the job
-        request = TrainRequest(
-            env=job.env,
-            agent=job.agent,
-            seed=job.seed,
-            steps=job.steps,
-            preset=job.preset,
-            overrides=dict(job.overrides),
-            checkpoint_every=job.checkpoint_every,
-            resume=True,
-            root=Path(job.root) if job.root else None,
-        )
+        request = job.train_request()
         run = train(request, quiet)
         run_path = str(run.path)
         probed = probe_pending(run, job.checkpoints, job.episodes, quiet)
@@ -190,21 +197,9 @@ class JobProgress:
 def _job_progress(job: Job) -> JobProgress:
     """Where the job's run will log its steps (``metrics=None`` when that cannot be known here)."""
     try:
-        from misgen.train import TrainRequest, resolve
+        from misgen.train import resolve
 
-        resolved = resolve(
-            TrainRequest(
-                env=job.env,
-                agent=job.agent,
-                seed=job.seed,
-                steps=job.steps,
-                preset=job.preset,
-                overrides=dict(job.overrides),
-                checkpoint_every=job.checkpoint_every,
-                resume=True,
-                root=Path(job.root) if job.root else None,
-            )
-        )
+        resolved = resolve(job.train_request())
         return JobProgress(resolved.run_dir / "metrics.jsonl", int(resolved.steps))
     except Exception:  # noqa: BLE001 - a job that cannot resolve fails in its worker, with its error
         return JobProgress(None, 0)
