@@ -359,6 +359,7 @@ class DreamerAgent(Agent):
         }
 
     # Learning -----------------------------------------------------------------------------------
+    @with_config_threads
     def train_world_model(self, batch: Mapping[str, np.ndarray], gen: torch.Generator) -> tuple[Latent, dict[str, float]]:
         """One world-model update on replayed sequences ``batch`` (as :meth:`Replay.sample` returns them).
 
