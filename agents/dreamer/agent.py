@@ -21,11 +21,12 @@ from misgen.agents import register_agent
 from misgen.agents.base import (
     Agent,
     TrainContext,
+    grid_env_defaults,
     record_finished_episodes,
     torch_threads,
     with_config_threads,
 )
-from misgen.agents.checkpoint import torch_generator
+from misgen.agents.checkpoint import load_optimizer_tensors, optimizer_tensors, torch_generator
 from misgen.agents.dreamer.behavior import Behavior
 from misgen.agents.dreamer.networks import init_weights, mode_onehot, sample_onehot
 from misgen.agents.dreamer.replay import Replay
@@ -83,7 +84,7 @@ class DreamerConfig:
         report_every: env steps between ``ctx.report`` calls.
         threads: torch CPU threads while training and acting (0: leave torch's setting). The
             networks are small, so a second thread gains little, and on a shared machine OpenMP
-            spin-waiting under oversubscription made updates 5-50x slower with 2 threads.
+            spin-waiting under oversubscription makes updates several times slower.
         explore_bonus: training-only intrinsic reward per imagined step predicted to land on an
             observation new to the episode (episodic novelty, :mod:`misgen.agents.novelty`, the
             device PPO and the planner use). Replay stores each step's true novelty apart from the
@@ -95,12 +96,14 @@ class DreamerConfig:
         centre_channel: for symbolic grids, the observation channel marking the agent; the world
             model then encodes and reconstructs the board re-centred on that cell
             (:func:`~misgen.agents.grid_torso.centre_on`: ``C + 1`` channels of ``2H - 1 x 2W - 1``,
-            the last marking the board), the input PPO's and the planner's torsos use. ``-1`` (the
-            default, also on envs with an ``agent_channel``): the board as observed. About 1.6x
-            the update cost on maze-cheese. Not in DreamerV3 (see the package docstring).
-        explore_steps: env steps over which the bonus decays to 0. 150k (PPO: 300k) because
-            Dreamer collects only ~100 (centred) to ~155 (as observed) env steps/s on one core: the
-            bonus is gone after 16-25 minutes, so a 30-minute run ends on the env's own objective.
+            the last marking the board), the input PPO's and the planner's torsos use. ``-1``: the
+            board as observed (the dataclass default; the harness sets the env's ``agent_channel``,
+            as for PPO and the planner). The larger board makes each update dearer. Not in
+            DreamerV3 (see the package docstring).
+        explore_steps: env steps over which the bonus decays to 0. 150k, half PPO's 300k, because
+            Dreamer collects far fewer env steps per second than PPO (each env step pays for
+            ``train_ratio / (batch_size * batch_length)`` updates), so that a run of the same
+            wall time ends on the env's own objective.
     """
 
     deter: int = 256
@@ -116,7 +119,7 @@ class DreamerConfig:
     replay_size: int = 200_000
     reward_balance: float = 0.0
     prefill: int = 4096
-    model_lr: float = 3e-4
+    model_lr: float = 1e-3
     model_eps: float = 1e-8
     model_clip: float = 1000.0
     actor_lr: float = 1e-4
@@ -179,25 +182,6 @@ class Carry:
     action: torch.Tensor
 
 
-def _adam_tensors(name: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for idx, state in opt.state_dict()["state"].items():
-        for key, value in state.items():
-            out[f"opt.{name}.{idx}.{key}"] = torch.as_tensor(value).clone()
-    return out
-
-
-def _load_adam(name: str, opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor]) -> None:
-    prefix = f"opt.{name}."
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith(prefix):
-            idx, field = key[len(prefix) :].split(".", 1)
-            state.setdefault(int(idx), {})[field] = value.clone()
-    sd = opt.state_dict()
-    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
-
-
 def _is_last(is_first: torch.Tensor) -> torch.Tensor:
     """(B, T) final-entry flags: an entry is last when the next one starts an episode (unknown,
     hence False, for the final column, whose replay return is never used)."""
@@ -256,13 +240,9 @@ class DreamerAgent(Agent):
 
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
-        """The env's suggested novelty bonus, as PPO and the planner take it.
-
-        Unlike them, Dreamer does not centre on the env's ``agent_channel`` by default: on
-        maze-cheese centring made the world model track the mouse but did not raise success within
-        30 minutes (see the package docstring), so it stays opt-in (``--set centre_channel=...``).
-        """
-        return {"explore_bonus": spec.exploration_bonus}
+        """The env's suggested novelty bonus and, where the env marks the agent, an agent-centred
+        world-model input (as PPO's and the planner's torsos): see ``centre_channel``."""
+        return grid_env_defaults(spec)
 
     def explore_bonus_now(self) -> float:
         """The novelty bonus at the current training step (linear decay to 0 at ``explore_steps``)."""
@@ -293,7 +273,10 @@ class DreamerAgent(Agent):
         return onehot.argmax(-1), Carry(latent, onehot), feat
 
     @with_config_threads
-    def act(self, obs, state, first, env=None):
+    def act(
+        self, obs: np.ndarray, state: Carry, first: np.ndarray, env: gym.vector.VectorEnv | None = None
+    ) -> tuple[np.ndarray, Carry, dict[str, np.ndarray]]:
+        """Filter ``obs`` into the model state and sample (or, with ``act_greedy``, take the mode of) the policy."""
         with torch.no_grad():
             actions, carry, feat = self._step(obs, state, first, self.config.act_greedy)
             extras = {
@@ -376,23 +359,37 @@ class DreamerAgent(Agent):
         }
 
     # Learning -----------------------------------------------------------------------------------
-    def _train_step(self, batch: Mapping[str, np.ndarray], gen: torch.Generator) -> dict[str, float]:
+    @with_config_threads
+    def train_world_model(self, batch: Mapping[str, np.ndarray], gen: torch.Generator) -> tuple[Latent, dict[str, float]]:
+        """One world-model update on replayed sequences ``batch`` (as :meth:`Replay.sample` returns them).
+
+        Returns the posterior states (B, T, ...) from before the update, where imagination starts,
+        and the loss metrics. Separate from the actor-critic step so that the world model can be
+        trained and checked on its own.
+        """
         c = self.config
         obs = torch.from_numpy(batch["obs"])
         if c.centre_channel >= 0:
             obs = self.model_obs(obs.flatten(0, 1)).unflatten(0, obs.shape[:2])
-        terminal = torch.from_numpy(batch["is_terminal"])
-        reward = torch.from_numpy(batch["reward"])
-        first = torch.from_numpy(batch["is_first"])
         novelty = torch.from_numpy(batch["novelty"]) if "novelty" in batch else None
         model_loss, post, metrics = self.wm.loss(
-            obs, torch.from_numpy(batch["action"]), reward, first, terminal, gen,
+            obs, torch.from_numpy(batch["action"]), torch.from_numpy(batch["reward"]), torch.from_numpy(batch["is_first"]),
+            torch.from_numpy(batch["is_terminal"]), gen,
             dyn_scale=c.dyn_scale, rep_scale=c.rep_scale, free_nats=c.free_nats, novelty=novelty,
         )
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
         metrics["grad/model"] = float(nn.utils.clip_grad_norm_(self.wm.parameters(), c.model_clip))
         self.model_opt.step()
+        return post, metrics
+
+    def _train_step(self, batch: Mapping[str, np.ndarray], gen: torch.Generator) -> dict[str, float]:
+        c = self.config
+        terminal = torch.from_numpy(batch["is_terminal"])
+        reward = torch.from_numpy(batch["reward"])
+        first = torch.from_numpy(batch["is_first"])
+        novelty = torch.from_numpy(batch["novelty"]) if "novelty" in batch else None
+        post, metrics = self.train_world_model(batch, gen)
         start = Latent(post.deter.flatten(0, 1), post.stoch.flatten(0, 1))
         start_cont = 1.0 - terminal.flatten().float()
         bonus = self.explore_bonus_now() if self.wm.novelty_head is not None else 0.0
@@ -508,23 +505,28 @@ class DreamerAgent(Agent):
     def _modules(self) -> dict[str, nn.Module]:
         return {"wm": self.wm, "behavior": self.behavior}
 
-    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.model_opt, "actor": self.actor_opt, "critic": self.critic_opt}
+    def _optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, list[nn.Parameter]]]:
+        """Each optimizer with its parameters in the order it was built over (for strict loading)."""
+        return {
+            "model": (self.model_opt, list(self.wm.parameters())),
+            "actor": (self.actor_opt, list(self.behavior.actor.parameters())),
+            "critic": (self.critic_opt, list(self.behavior.critic.parameters())),
+        }
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for prefix, module in self._modules().items():
             out.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
-        for name, opt in self._optimizers().items():
-            out.update(_adam_tensors(name, opt))
+        for name, (opt, _) in self._optimizers().items():
+            out.update(optimizer_tensors(opt, f"opt.{name}."))
         return out
 
     def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         for prefix, module in self._modules().items():
             sub = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             module.load_state_dict(sub, strict=True)
-        for name, opt in self._optimizers().items():
-            _load_adam(name, opt, tensors)
+        for name, (opt, params) in self._optimizers().items():
+            load_optimizer_tensors(opt, params, tensors, f"opt.{name}.")
 
     def state_json(self) -> dict[str, Any]:
         return {"steps_done": self.steps_done, "updates": self.updates, "owed": self.owed}
