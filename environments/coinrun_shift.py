@@ -419,7 +419,7 @@ class CoinRunShiftCore:
         from the state it leads to; ties go to :data:`PREFERENCE` order. A proxy oracle avoids the
         coin (see :meth:`avoid_cells`) unless no path to the end avoids it.
         """
-        n, h = len(state.t), self.config.height
+        n = len(state.t)
         target, avoid = self.goal_cells(state, goal), self.avoid_cells(state, goal)
         dist = self.distances(state, goal, avoid)
         now = dist[np.arange(n), self._index(state.agent[:, 0], state.agent[:, 1], state.vy, state.t)]
@@ -428,20 +428,7 @@ class CoinRunShiftCore:
             avoid = np.where(stuck[:, None], -1, avoid)
             dist = np.where(stuck[:, None], self.distances(state, goal, avoid), dist)
         a = np.broadcast_to(PREFERENCE[None, :], (n, len(PREFERENCE)))
-        e = np.broadcast_to(np.arange(n)[:, None], a.shape)
-        r0 = np.broadcast_to(state.agent[:, :1], a.shape)
-        c0 = np.broadcast_to(state.agent[:, 1:], a.shape)
-        move = advance(state.solid, e, r0, c0, np.broadcast_to(state.vy[:, None], a.shape), a, self.physics)
-        t = state.t[:, None, None]
-        ex = (slice(None), None, slice(None))
-        before = enemy_cols(state.enemy_lo[ex], state.enemy_offset[ex], t, self.physics)
-        after = enemy_cols(state.enemy_lo[ex], state.enemy_offset[ex], t + 1, self.physics)
-        dead = enemy_kills(move, r0, c0, state.enemy_row[ex], before, after, state.enemy_active[ex]) | (move.r >= h - 1)
-        dead |= touches(move, avoid[:, :1], avoid[:, 1:])
-        reached = touches(move, target[:, :1], target[:, 1:])
-        idx = self._index(move.r, move.c, move.vy, state.t[:, None] + 1)
-        d = np.where(dead, UNREACHABLE, np.where(reached, 0, np.take_along_axis(dist, idx, axis=1)))
-        return PREFERENCE[np.argmin(d, axis=1)]
+        return PREFERENCE[np.argmin(self._steps_after(state, a, target, avoid, dist), axis=1)]
 
     def goal_action_values(self, state: CoinRunState, goal: str) -> np.ndarray:
         """(N, A) -(1 + fewest steps to touch ``goal`` after each action), in action order.
@@ -451,14 +438,21 @@ class CoinRunShiftCore:
         goal by Boltzmann action likelihood on a replay of each episode). Same planner and physics
         as :meth:`oracle_actions`, over every action instead of the preferred one.
         """
-        n, h = len(state.t), self.config.height
+        n = len(state.t)
         target, avoid = self.goal_cells(state, goal), self.avoid_cells(state, goal)
         dist = self.distances(state, goal, avoid)
         a = np.broadcast_to(np.arange(self.action_space.n)[None, :], (n, int(self.action_space.n)))
-        e = np.broadcast_to(np.arange(n)[:, None], a.shape)
-        r0 = np.broadcast_to(state.agent[:, :1], a.shape)
-        c0 = np.broadcast_to(state.agent[:, 1:], a.shape)
-        move = advance(state.solid, e, r0, c0, np.broadcast_to(state.vy[:, None], a.shape), a, self.physics)
+        return -(1.0 + self._steps_after(state, a, target, avoid, dist).astype(np.float64))
+
+    def _steps_after(self, state: CoinRunState, actions: np.ndarray, target: np.ndarray, avoid: np.ndarray, dist: np.ndarray) -> np.ndarray:
+        """(N, K) fewest steps to touch ``target`` after each of ``actions`` (N, K), simulated with the
+        game's physics and scored by the planner's ``dist``; UNREACHABLE where an action kills or
+        touches ``avoid``."""
+        h = self.config.height
+        e = np.broadcast_to(np.arange(len(state.t))[:, None], actions.shape)
+        r0 = np.broadcast_to(state.agent[:, :1], actions.shape)
+        c0 = np.broadcast_to(state.agent[:, 1:], actions.shape)
+        move = advance(state.solid, e, r0, c0, np.broadcast_to(state.vy[:, None], actions.shape), actions, self.physics)
         t = state.t[:, None, None]
         ex = (slice(None), None, slice(None))
         before = enemy_cols(state.enemy_lo[ex], state.enemy_offset[ex], t, self.physics)
@@ -467,8 +461,7 @@ class CoinRunShiftCore:
         dead |= touches(move, avoid[:, :1], avoid[:, 1:])
         reached = touches(move, target[:, :1], target[:, 1:])
         idx = self._index(move.r, move.c, move.vy, state.t[:, None] + 1)
-        steps = np.where(dead, UNREACHABLE, np.where(reached, 0, np.take_along_axis(dist, idx, axis=1)))
-        return -(1.0 + steps.astype(np.float64))
+        return np.where(dead, UNREACHABLE, np.where(reached, 0, np.take_along_axis(dist, idx, axis=1)))
 
 
 def _windows(a: np.ndarray, v: int) -> np.ndarray:
