@@ -69,7 +69,7 @@ from misgen.environments.gridpath import UNREACHABLE, distance_field, greedy_act
 from misgen.environments.levelrng import choose_cells, uniform
 from misgen.environments.native import BatchState, GoalFacts, native_factories
 from misgen.environments.render import PALETTE, disc, outline, upscale
-from misgen.environments.spec import EnvSpec, Goal, Split
+from misgen.environments.spec import EnvSpec, Goal, standard_splits
 
 MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64)  # up, down, left, right
 COIN, PLANT = "coin", "plant"
@@ -361,13 +361,7 @@ def _register(env_id: str, gym_id: str, size: int, description: str) -> EnvSpec:
             gym_id=gym_id,
             backend="native",
             description=description,
-            splits={
-                "train": Split("train", 0, 1_000_000, near),
-                "test-iid": Split("test-iid", 1_000_000, 2_000_000, near),
-                "test-shift": Split(
-                    "test-shift", 2_000_000, 3_000_000, {"size": size, "placement": "seedbed-near"}
-                ),
-            },
+            splits=standard_splits(train=near, test_shift={"size": size, "placement": "seedbed-near"}),
             goals=(
                 Goal(COIN, "intended", "take this episode's coin (each episode's reward is counted alone)"),
                 Goal(PLANT, "proxy", "plant a tree for the next episode, giving up this episode's coin"),
