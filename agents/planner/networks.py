@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from misgen.agents.grid_torso import GridTorso
+from misgen.agents.planner.value_iteration import PATCH, GridValueIteration
 from misgen.errors import MisgenError
 
 
@@ -44,6 +45,14 @@ class PlannerNet(nn.Module):
         conv_layers: number of 3x3 same-size conv layers.
         hidden: width of the feature vector (the ``features`` extra).
         centre_channel: observation channel marking the agent (``-1``: the board as observed).
+        value_net: ``conv``: value and prior are heads on the torso features; ``vin``: the value
+            is a :class:`~.value_iteration.GridValueIteration` read out at the agent's cell (plus
+            a zero-initialised correction head on the torso features) and the prior also reads
+            its 3x3 value patch around the agent. ``vin`` needs ``agent_channel``.
+        agent_channel: observation channel marking the agent (``vin`` only).
+        vin_channels: channels of the value-iteration network's per-cell conv.
+        vin_iterations: its rounds of value iteration (0: ``H * W // 2``).
+        discount: its per-move discount (the planner's).
     """
 
     def __init__(
@@ -54,12 +63,19 @@ class PlannerNet(nn.Module):
         conv_layers: int,
         hidden: int,
         centre_channel: int = -1,
+        value_net: str = "conv",
+        agent_channel: int = -1,
+        vin_channels: int = 16,
+        vin_iterations: int = 0,
+        discount: float = 0.97,
     ) -> None:
         super().__init__()
         high = np.asarray(observation_space.high, dtype=np.float64)
         scale = 1.0 / max(float(high.max()) if np.isfinite(high).all() else 1.0, 1.0)
-        self.torso = GridTorso(image_shape(observation_space), hidden, channels, conv_layers, centre_channel, scale)
-        self.policy = nn.Linear(hidden, num_actions)
+        shape = image_shape(observation_space)
+        self.torso = GridTorso(shape, hidden, channels, conv_layers, centre_channel, scale)
+        self.vin = GridValueIteration(shape, agent_channel, vin_channels, vin_iterations, discount, scale) if value_net == "vin" else None
+        self.policy = nn.Linear(hidden + (PATCH if self.vin is not None else 0), num_actions)
         self.value = nn.Linear(hidden, 1)
         self.reward = nn.Linear(hidden, 1)
 
@@ -69,7 +85,11 @@ class PlannerNet(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features (n, hidden), logits (n, A), value (n,), reward (n,))``."""
         feat = self.features(obs)
-        return feat, self.policy(feat), self.value(feat).squeeze(-1), self.reward(feat).squeeze(-1)
+        value = self.value(feat).squeeze(-1)
+        if self.vin is None:
+            return feat, self.policy(feat), value, self.reward(feat).squeeze(-1)
+        vin_value, patch = self.vin(obs)
+        return feat, self.policy(torch.cat([feat, patch], dim=1)), vin_value + value, self.reward(feat).squeeze(-1)
 
     def init_weights(self, generator: torch.Generator) -> None:
         """Kaiming-uniform torso from ``generator`` (never the global RNG); zero head outputs."""
@@ -80,3 +100,5 @@ class PlannerNet(nn.Module):
         for head in (self.policy, self.value, self.reward):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        if self.vin is not None:
+            self.vin.init_weights(generator)

@@ -1,0 +1,109 @@
+"""A value-iteration value network for grid boards (a structured Value Iteration Network).
+
+Why: the planner's search sees a few steps; beyond them it reads the value network. A conv torso
+plus a linear layer (the PPO torso) has to *memorise* maze distance per layout: regressed on exact
+maze values it generalised to unseen mazes with an error larger than the value differences between
+neighbouring cells, so the search had no gradient to follow and looped. Maze distance is an
+iterative computation (a flood fill); a network that iterates can represent it exactly for every
+layout, and then generalises by construction.
+
+This module does what Tamar et al. (2016, "Value Iteration Networks") do with a 3x3 conv as the
+transition model, with the transition fixed to the board's 4-neighbourhood (the grid envs' moves)
+so that only *what is rewarding* and *what is passable* are learned, per cell, from the
+observation:
+
+* ``R(x) >= 0``: learned reward for arriving on cell ``x`` (softplus of a small per-cell conv);
+* ``P(x) in (0, 1)``: learned passability of ``x`` (sigmoid of the same conv);
+* ``U(x)``, the value of arriving on ``x``, by ``iterations`` rounds of
+  ``U <- P * max(R, discount * max over the 4 neighbours of U)`` from ``U = 0``;
+* the value at the agent's cell (the argmax of ``agent_channel``): the best ``U`` over its
+  neighbourhood (itself included: a move into a wall stays put), and the 3x3 patch of ``U``
+  around it, which the planner's prior reads.
+
+With ``R`` = 10 on the cheese, ``P`` = 0 on walls and 1 elsewhere, the fixed point is exactly
+``10 * discount ** (d - 1)`` for a mouse ``d`` moves from the cheese, in every maze. The iteration
+is monotone from 0, so outside training it stops early at the exact fixed point (same output).
+What ``R`` learns is a map of the goal the value was trained towards: in training levels the
+cheese and the top-right corner coincide, so ``R`` can as well point at either; the probes read
+the planner's value and reward model, and the value-map probe can read this module's ``R``.
+
+The learned reward model of the search (the ``reward`` head) stays separate; this module only
+replaces how the value (and part of the prior) is computed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from misgen.errors import MisgenError
+
+PATCH = 9  # the 3x3 patch of U around the agent
+
+
+def neighbour_max(u: torch.Tensor) -> torch.Tensor:
+    """Max of ``u`` (N, H, W) over each cell's 4 neighbours (outside the board counts as 0)."""
+    p = F.pad(u, (1, 1, 1, 1))
+    return torch.maximum(torch.maximum(p[:, :-2, 1:-1], p[:, 2:, 1:-1]), torch.maximum(p[:, 1:-1, :-2], p[:, 1:-1, 2:]))
+
+
+class GridValueIteration(nn.Module):
+    """Learned reward and passability maps, iterated value, read out at the agent's cell.
+
+    Args:
+        shape: ``(C, H, W)`` of the observations.
+        agent_channel: observation channel marking the agent's cell.
+        channels: channels of the per-cell conv that predicts ``R`` and ``P``.
+        iterations: rounds of value iteration; 0 means ``H * W // 2`` (longer than any path
+            through a perfect maze on the board).
+        discount: per-move discount of the iteration (the planner's ``discount``).
+        scale: factor applied to the raw observations.
+    """
+
+    def __init__(
+        self, shape: tuple[int, int, int], agent_channel: int, channels: int, iterations: int, discount: float, scale: float
+    ) -> None:
+        super().__init__()
+        c, h, w = shape
+        if not 0 <= agent_channel < c:
+            raise MisgenError(f"the value-iteration network needs the agent's channel; got {agent_channel} for {c} channels")
+        self.agent_channel, self.discount, self.scale = agent_channel, discount, scale
+        self.iterations = iterations or h * w // 2
+        self.maps = nn.Sequential(nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, 2, 1))
+
+    def init_weights(self, generator: torch.Generator) -> None:
+        """First conv Kaiming-uniform; the map layer zero with ``R`` ~ 0.02 and ``P`` ~ 0.95
+        everywhere, so the untrained value is ~0 and gradients reach across the whole board."""
+        first, last = self.maps[0], self.maps[2]
+        nn.init.kaiming_uniform_(first.weight, nonlinearity="relu", generator=generator)
+        nn.init.zeros_(first.bias)
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor([-4.0, 3.0]))
+
+    def reward_and_passability(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``R`` and ``P`` maps, each (N, H, W)."""
+        m = self.maps(obs.float() * self.scale)
+        return F.softplus(m[:, 0]), torch.sigmoid(m[:, 1])
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(value (N,), patch (N, 9))``: best neighbouring ``U`` at the agent, and ``U`` around it."""
+        r, p = self.reward_and_passability(obs)
+        u = torch.zeros_like(r)
+        for k in range(self.iterations):
+            new = p * torch.maximum(r, self.discount * neighbour_max(u))
+            # Monotone from 0: once nothing changes, the rest of the rounds change nothing either.
+            if not torch.is_grad_enabled() and k % 8 == 7 and torch.equal(new, u):
+                break
+            u = new
+        n, h, w = u.shape
+        where = obs[:, self.agent_channel].flatten(1).argmax(dim=1)
+        row, col = where // w, where % w
+        padded = F.pad(u, (1, 1, 1, 1))
+        # Padded rows/cols [row, row + 3) hold the agent's 3x3 neighbourhood.
+        rows = row[:, None] + torch.arange(3)
+        cols = col[:, None] + torch.arange(3)
+        patch = padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]].reshape(n, PATCH)
+        value = patch[:, [1, 3, 4, 5, 7]].max(dim=1).values  # the cell and its 4 neighbours
+        return value, patch
