@@ -441,15 +441,19 @@ class PlannerAgent(Agent):
 
     def _update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
         c = self.config
-        k = len(batch["obs"])
-        x = torch.as_tensor(np.concatenate([batch["obs"], batch["arrival"]]))
-        _, logits, value, reward = self.net(x)
+        _, logits, value, _ = self.net(torch.as_tensor(batch["obs"]))
+        # The reward model reads the torso only: no value iteration on the arrival batch.
+        reward = self.net.reward_of_features(self.net.features(torch.as_tensor(batch["arrival"])))
         target_pi = torch.as_tensor(batch["policy"])
-        policy_loss = -(target_pi * torch.log_softmax(logits[:k], -1)).sum(-1).mean()
-        value_loss = 0.5 * (value[:k] - torch.as_tensor(batch["value"])).pow(2).mean()
+        policy_loss = -(target_pi * torch.log_softmax(logits, -1)).sum(-1).mean()
+        value_loss = 0.5 * (value - torch.as_tensor(batch["value"])).pow(2).mean()
         r_true = torch.as_tensor(batch["reward"])
-        reward_err = reward[k:] - r_true
+        reward_err = reward - r_true
         reward_loss = 0.5 * reward_err.pow(2).mean()
+        if self.net.vin is not None:
+            # The value iteration's reward map learns from the same rewards (it is >= 0).
+            map_err = self.net.vin.reward_at_agent(torch.as_tensor(batch["arrival"])) - r_true.clamp(min=0.0)
+            reward_loss = reward_loss + 0.5 * map_err.pow(2).mean()
         loss = policy_loss + c.value_coef * value_loss + c.reward_coef * reward_loss
         self.optim.zero_grad(set_to_none=True)
         loss.backward()

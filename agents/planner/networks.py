@@ -82,14 +82,18 @@ class PlannerNet(nn.Module):
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.torso(obs)
 
+    def reward_of_features(self, feat: torch.Tensor) -> torch.Tensor:
+        """(n,) reward model on torso features (the reward head reads nothing else)."""
+        return self.reward(feat).squeeze(-1)
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features (n, hidden), logits (n, A), value (n,), reward (n,))``."""
         feat = self.features(obs)
         value = self.value(feat).squeeze(-1)
         if self.vin is None:
-            return feat, self.policy(feat), value, self.reward(feat).squeeze(-1)
+            return feat, self.policy(feat), value, self.reward_of_features(feat)
         vin_value, patch = self.vin(obs)
-        return feat, self.policy(torch.cat([feat, patch], dim=1)), vin_value + value, self.reward(feat).squeeze(-1)
+        return feat, self.policy(torch.cat([feat, patch], dim=1)), vin_value + value, self.reward_of_features(feat)
 
     def init_weights(self, generator: torch.Generator) -> None:
         """Kaiming-uniform torso from ``generator`` (never the global RNG); zero head outputs."""

@@ -87,6 +87,19 @@ class GridValueIteration(nn.Module):
         m = self.maps(obs.float() * self.scale)
         return F.softplus(m[:, 0]), torch.sigmoid(m[:, 1])
 
+    def agent_cells(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, col) of the agent in each observation (the argmax of ``agent_channel``)."""
+        where = obs[:, self.agent_channel].flatten(1).argmax(dim=1)
+        return where // obs.shape[-1], where % obs.shape[-1]
+
+    def reward_at_agent(self, obs: torch.Tensor) -> torch.Tensor:
+        """(N,) ``R`` at the agent's cell: the map's prediction of the reward for arriving there,
+        which the planner regresses on the rewards it receives (so ``R`` learns the objective
+        from every rewarded step, not only through the value)."""
+        r, _ = self.reward_and_passability(obs)
+        row, col = self.agent_cells(obs)
+        return r[torch.arange(len(r)), row, col]
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(value (N,), patch (N, 9))``: best neighbouring ``U`` at the agent, and ``U`` around it."""
         r, p = self.reward_and_passability(obs)
@@ -97,9 +110,8 @@ class GridValueIteration(nn.Module):
             if not torch.is_grad_enabled() and k % 8 == 7 and torch.equal(new, u):
                 break
             u = new
-        n, h, w = u.shape
-        where = obs[:, self.agent_channel].flatten(1).argmax(dim=1)
-        row, col = where // w, where % w
+        n = len(u)
+        row, col = self.agent_cells(obs)
         padded = F.pad(u, (1, 1, 1, 1))
         # Padded rows/cols [row, row + 3) hold the agent's 3x3 neighbourhood.
         rows = row[:, None] + torch.arange(3)
