@@ -58,7 +58,13 @@ class PlannerConfig:
             probes); 0 means ``search.num_simulations``. Deeper search at decision time costs
             little next to training.
         lam: lambda of the value targets (TD(lambda) returns of the true rewards).
-        value_bootstrap: what the value targets bootstrap from: ``network`` (the value head's
+        value_target: ``bellman``: each update recomputes the value targets of its batch from
+            the model, ``max over actions of r + discount * V(next)`` with the env's core stepping
+            the stored state and the current network valuing the next observations (a one-step
+            optimal backup, like MuZero Reanalyse's fresh targets): the value learns the best
+            the planner could do, not what the exploring behaviour did, and needs no bonus to be
+            right. ``lambda``: TD(lambda) returns of the behaviour (see ``value_bootstrap``).
+        value_bootstrap: ``lambda`` targets only: what they bootstrap from: ``network`` (the value head's
             estimate recorded while acting, as PPO's GAE) or ``search`` (the root search value of
             the learned objective, bonus excluded, as MuZero; it includes learned rewards).
         act_noise: outside training, sample actions (Gumbel noise / visit-count sampling, from the
@@ -105,6 +111,7 @@ class PlannerConfig:
     search: SearchConfig = field(default_factory=self_play_search)
     act_simulations: int = 32
     lam: float = 0.95
+    value_target: Literal["bellman", "lambda"] = "bellman"
     value_bootstrap: Literal["network", "search"] = "network"
     act_noise: bool = True
     unroll: int = 16
@@ -144,6 +151,8 @@ class PlannerConfig:
             raise ValueError("lr and replay_ratio must be > 0")
         if self.explore_bonus < 0 or self.explore_steps < 0:
             raise ValueError("explore_bonus and explore_steps must be >= 0")
+        if self.value_target not in ("bellman", "lambda"):
+            raise ValueError(f"value_target must be bellman or lambda, got {self.value_target!r}")
         if self.value_bootstrap not in ("network", "search"):
             raise ValueError(f"value_bootstrap must be network or search, got {self.value_bootstrap!r}")
         if not 0 <= self.reward_balance <= 1:
@@ -336,11 +345,13 @@ class PlannerAgent(Agent):
     def _learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
         c = self.config
         rng = np.random.default_rng(derive_seed(ctx.seed, "train"))
-        replay = Replay(c.replay_size, self.observation_space.shape, self.observation_space.dtype, self.num_actions)
+        obs, _ = env.reset(seed=ctx.seed)
+        self._core = env.core
+        template = env.state if c.value_target == "bellman" else None
+        replay = Replay(c.replay_size, self.observation_space.shape, self.observation_space.dtype, self.num_actions, template)
         spec = getattr(env, "misgen_spec", None)
         intended = spec.intended_goal.name if spec is not None else None
         goals = spec.goal_names if spec is not None else ()
-        obs, _ = env.reset(seed=ctx.seed)
         self._novelty = SearchNovelty(env.num_envs, int(np.prod(self.observation_space.shape)), derive_seed(ctx.seed, "novelty"))
         self._novelty.restart(np.arange(env.num_envs), obs)
         self._explorers = np.arange(env.num_envs) < env.num_envs - round(c.plain_share * env.num_envs)
@@ -353,7 +364,7 @@ class PlannerAgent(Agent):
         while self.steps_done < ctx.total_steps:
             seg = self._collect(env, obs, rng, ctx.total_steps, episodes, intended, goals, sums, counts)
             obs = seg["next_obs"]
-            replay.add(seg["obs"], seg["policy"], seg["value"], seg["arrival"], seg["reward"])
+            replay.add(seg["obs"], seg["policy"], seg["value"], seg["arrival"], seg["reward"], seg["state"])
             owed += len(seg["obs"]) * c.replay_ratio / c.batch_size
             if len(replay) >= c.batch_size:
                 self.net.train()
@@ -381,6 +392,7 @@ class PlannerAgent(Agent):
         c = self.config
         n = env.num_envs
         rec: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "policy", "net_value", "arrival", "reward", "term", "trunc", "final_value")}
+        states: list[Any] = []
         for _ in range(c.unroll):
             if self.steps_done >= total_steps:
                 break
@@ -388,6 +400,7 @@ class PlannerAgent(Agent):
             bonus = self.explore_bonus()
             edge_bonus = self._novelty.bonus_fn(bonus, self._explorers) if bonus > 0 else None
             res = search(core, state, self._evaluate, self.search_config, rng, noise=True, sample=True, edge_bonus=edge_bonus)
+            states.append(state.copy())
             next_obs, reward, terminated, truncated, info = env.step(res.action)
             terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
             done = terminated | truncated
@@ -431,6 +444,7 @@ class PlannerAgent(Agent):
             "value": flat(targets),
             "arrival": flat(seg["arrival"]),
             "reward": flat(seg["reward"]),
+            "state": dataclasses.replace(states[0], **{f.name: np.concatenate([getattr(x, f.name) for x in states]) for f in dataclasses.fields(states[0])}),
             "next_obs": obs,
         }
 
@@ -439,14 +453,25 @@ class PlannerAgent(Agent):
         c = self.config
         return decayed_bonus(c.explore_bonus, self.steps_done, c.explore_steps)
 
-    def _update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+    def _bellman_targets(self, state: Any) -> np.ndarray:
+        """``max_a r(s, a) + discount * V(s_a)`` for stored states ``s``: the env's core steps every
+        action (true rewards and termination of the training levels, as the lambda targets use),
+        the current network values the results. Time limits are ignored (no clock is observed)."""
+        k, a = len(state), self.num_actions
+        nxt, reward, terminated, _ = self._core.step(state.take(np.repeat(np.arange(k), a)), np.tile(np.arange(a), k))
+        value = self._evaluate(self._core.observe(nxt))[1]
+        q = np.asarray(reward, np.float64) + self.config.search.discount * ~np.asarray(terminated, bool) * value
+        return q.reshape(k, a).max(axis=1)
+
+    def _update(self, batch: Mapping[str, Any]) -> dict[str, float]:
         c = self.config
         _, logits, value, _ = self.net(torch.as_tensor(batch["obs"]))
         # The reward model reads the torso only: no value iteration on the arrival batch.
         reward = self.net.reward_of_features(self.net.features(torch.as_tensor(batch["arrival"])))
+        target_v = self._bellman_targets(batch["state"]) if c.value_target == "bellman" else batch["value"]
         target_pi = torch.as_tensor(batch["policy"])
         policy_loss = -(target_pi * torch.log_softmax(logits, -1)).sum(-1).mean()
-        value_loss = 0.5 * (value - torch.as_tensor(batch["value"])).pow(2).mean()
+        value_loss = 0.5 * (value - torch.as_tensor(target_v, dtype=value.dtype)).pow(2).mean()
         r_true = torch.as_tensor(batch["reward"])
         reward_err = reward - r_true
         reward_loss = 0.5 * reward_err.pow(2).mean()
