@@ -103,8 +103,7 @@ class PlannerConfig:
         report_every: env steps between ``ctx.report`` calls.
         threads: torch CPU threads while the planner trains, acts or evaluates observations (0:
             leave torch's setting). A search makes many small network calls, where intra-op
-            threading costs more than it gains: on a 2-core machine 1 thread gave 8x the
-            decisions/s of 2.
+            threading costs more than it gains (``misgen bench agents`` measures it).
     """
 
     num_envs: int = 32
@@ -347,7 +346,7 @@ class PlannerAgent(Agent):
         rng = np.random.default_rng(derive_seed(ctx.seed, "train"))
         obs, _ = env.reset(seed=ctx.seed)
         self._core = env.core
-        template = env.state if c.value_target == "bellman" else None
+        template = env.state if c.value_target == "bellman" or c.value_net == "vin" else None
         replay = Replay(c.replay_size, self.observation_space.shape, self.observation_space.dtype, self.num_actions, template)
         spec = getattr(env, "misgen_spec", None)
         intended = spec.intended_goal.name if spec is not None else None
@@ -453,22 +452,27 @@ class PlannerAgent(Agent):
         c = self.config
         return decayed_bonus(c.explore_bonus, self.steps_done, c.explore_steps)
 
-    def _bellman_targets(self, state: Any) -> np.ndarray:
-        """``max_a r(s, a) + discount * V(s_a)`` for stored states ``s``: the env's core steps every
-        action (true rewards and termination of the training levels, as the lambda targets use),
-        the current network values the results. Time limits are ignored (no clock is observed)."""
+    def _model_step(self, state: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every action from each stored state ``s`` through the env's core (the training levels'
+        true rewards and termination): ``(next obs (k * A, ...), reward, terminated)``, action-major."""
         k, a = len(state), self.num_actions
         nxt, reward, terminated, _ = self._core.step(state.take(np.repeat(np.arange(k), a)), np.tile(np.arange(a), k))
-        value = self._evaluate(self._core.observe(nxt))[1]
-        q = np.asarray(reward, np.float64) + self.config.search.discount * ~np.asarray(terminated, bool) * value
-        return q.reshape(k, a).max(axis=1)
+        return self._core.observe(nxt), np.asarray(reward, np.float64), np.asarray(terminated, bool)
+
+    def _bellman_targets(self, next_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+        """``max_a r(s, a) + discount * V(s_a)`` with the current network valuing the successors.
+        Time limits are ignored (no clock is observed)."""
+        value = self._evaluate(next_obs)[1]
+        q = reward + self.config.search.discount * ~terminated * value
+        return q.reshape(-1, self.num_actions).max(axis=1)
 
     def _update(self, batch: Mapping[str, Any]) -> dict[str, float]:
         c = self.config
         _, logits, value, _ = self.net(torch.as_tensor(batch["obs"]))
         # The reward model reads the torso only: no value iteration on the arrival batch.
         reward = self.net.reward_of_features(self.net.features(torch.as_tensor(batch["arrival"])))
-        target_v = self._bellman_targets(batch["state"]) if c.value_target == "bellman" else batch["value"]
+        stepped = self._model_step(batch["state"]) if "state" in batch else None
+        target_v = self._bellman_targets(*stepped) if c.value_target == "bellman" and stepped is not None else batch["value"]
         target_pi = torch.as_tensor(batch["policy"])
         policy_loss = -(target_pi * torch.log_softmax(logits, -1)).sum(-1).mean()
         value_loss = 0.5 * (value - torch.as_tensor(target_v, dtype=value.dtype)).pow(2).mean()
@@ -479,6 +483,11 @@ class PlannerAgent(Agent):
             # The value iteration's reward map learns from the same rewards (it is >= 0).
             map_err = self.net.vin.reward_at_agent(torch.as_tensor(batch["arrival"])) - r_true.clamp(min=0.0)
             reward_loss = reward_loss + 0.5 * map_err.pow(2).mean()
+            if stepped is not None:
+                map_reward, map_pass = self.net.vin.map_loss(
+                    torch.as_tensor(batch["obs"]), torch.as_tensor(stepped[0]), torch.as_tensor(stepped[1], dtype=torch.float32)
+                )
+                reward_loss = reward_loss + map_reward + map_pass
         loss = policy_loss + c.value_coef * value_loss + c.reward_coef * reward_loss
         self.optim.zero_grad(set_to_none=True)
         loss.backward()

@@ -87,6 +87,34 @@ class GridValueIteration(nn.Module):
         m = self.maps(obs.float() * self.scale)
         return F.softplus(m[:, 0]), torch.sigmoid(m[:, 1])
 
+    def map_loss(self, obs: torch.Tensor, next_obs: torch.Tensor, reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses that ground ``R`` and ``P`` in model transitions: ``(reward MSE, passability BCE)``.
+
+        ``obs`` (k, ...) are states the model stepped with every one of ``A`` actions, giving
+        ``next_obs`` (k * A, ...) and ``reward`` (k * A,), action-major per state. The cell each
+        move arrived on is passable and has ``R`` = the reward received (clipped at 0: ``R`` is a
+        softplus); a neighbouring cell no move reached is impassable. Without this, value targets
+        alone leave the maps free wherever the agent never stands (walls): the iteration is
+        self-consistent at any scale, and bootstrapped targets inflated it without bound.
+        """
+        k = len(obs)
+        m = self.maps(obs.float() * self.scale)
+        r_map, p_logit = F.softplus(m[:, 0]), m[:, 1]
+        h, w = r_map.shape[1:]
+        row1, col1 = (x.view(k, -1) for x in self.agent_cells(next_obs))
+        at = torch.arange(k)[:, None]
+        reward_loss = 0.5 * (r_map[at, row1, col1] - reward.view(k, -1).clamp(min=0.0)).pow(2).mean()
+        row0, col0 = self.agent_cells(obs)
+        nr = row0[:, None] + torch.tensor([-1, 1, 0, 0])
+        nc = col0[:, None] + torch.tensor([0, 0, -1, 1])
+        inside = (nr >= 0) & (nr < h) & (nc >= 0) & (nc < w)
+        reached = ((nr[:, :, None] == row1[:, None, :]) & (nc[:, :, None] == col1[:, None, :])).any(dim=2)
+        blocked = p_logit[at, nr.clamp(0, h - 1), nc.clamp(0, w - 1)][inside & ~reached]
+        open_ = p_logit[at, row1, col1].flatten()
+        logits = torch.cat([open_, blocked])
+        targets = torch.cat([torch.ones_like(open_), torch.zeros_like(blocked)])
+        return reward_loss, F.binary_cross_entropy_with_logits(logits, targets)
+
     def agent_cells(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(row, col) of the agent in each observation (the argmax of ``agent_channel``)."""
         where = obs[:, self.agent_channel].flatten(1).argmax(dim=1)
