@@ -46,9 +46,10 @@ class PlannerNet(nn.Module):
         hidden: width of the feature vector (the ``features`` extra).
         centre_channel: observation channel marking the agent (``-1``: the board as observed).
         value_net: ``conv``: value and prior are heads on the torso features; ``vin``: the value
-            is a :class:`~.value_iteration.GridValueIteration` read out at the agent's cell (plus
-            a zero-initialised correction head on the torso features) and the prior also reads
-            its 3x3 value patch around the agent. ``vin`` needs ``agent_channel``.
+            is a :class:`~.value_iteration.GridValueIteration` read out at the agent's cell, and
+            the prior also reads its 3x3 value patch around the agent. ``vin`` needs
+            ``agent_channel``. No correction head on the torso is added to that value: with
+            bootstrapped targets a free linear head inflated the values without bound.
         agent_channel: observation channel marking the agent (``vin`` only).
         vin_channels: channels of the value-iteration network's per-cell conv.
         vin_iterations: its rounds of value iteration (0: ``H * W // 2``).
@@ -76,7 +77,7 @@ class PlannerNet(nn.Module):
         self.torso = GridTorso(shape, hidden, channels, conv_layers, centre_channel, scale)
         self.vin = GridValueIteration(shape, agent_channel, vin_channels, vin_iterations, discount, scale) if value_net == "vin" else None
         self.policy = nn.Linear(hidden + (PATCH if self.vin is not None else 0), num_actions)
-        self.value = nn.Linear(hidden, 1)
+        self.value = nn.Linear(hidden, 1) if self.vin is None else None
         self.reward = nn.Linear(hidden, 1)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
@@ -89,11 +90,10 @@ class PlannerNet(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features (n, hidden), logits (n, A), value (n,), reward (n,))``."""
         feat = self.features(obs)
-        value = self.value(feat).squeeze(-1)
         if self.vin is None:
-            return feat, self.policy(feat), value, self.reward_of_features(feat)
+            return feat, self.policy(feat), self.value(feat).squeeze(-1), self.reward_of_features(feat)
         vin_value, patch = self.vin(obs)
-        return feat, self.policy(torch.cat([feat, patch], dim=1)), vin_value + value, self.reward_of_features(feat)
+        return feat, self.policy(torch.cat([feat, patch], dim=1)), vin_value, self.reward_of_features(feat)
 
     def init_weights(self, generator: torch.Generator) -> None:
         """Kaiming-uniform torso from ``generator`` (never the global RNG); zero head outputs."""
@@ -101,7 +101,7 @@ class PlannerNet(nn.Module):
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.kaiming_uniform_(module.weight, nonlinearity="relu", generator=generator)
                 nn.init.zeros_(module.bias)
-        for head in (self.policy, self.value, self.reward):
+        for head in (h for h in (self.policy, self.value, self.reward) if h is not None):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
         if self.vin is not None:
