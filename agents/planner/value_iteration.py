@@ -12,7 +12,8 @@ transition model, with the transition fixed to the board's 4-neighbourhood (the 
 so that only *what is rewarding* and *what is passable* are learned, per cell, from the
 observation:
 
-* ``R(x) >= 0``: learned reward for arriving on cell ``x`` (softplus of a small per-cell conv);
+* ``R(x) >= 0``: learned reward for arriving on cell ``x`` (softplus of a small per-cell conv; so
+  the value-iteration part only represents non-negative rewards);
 * ``P(x) in (0, 1)``: learned passability of ``x`` (sigmoid of the same conv);
 * ``U(x)``, the value of arriving on ``x``, by ``iterations`` rounds of
   ``U <- P * max(R, discount * max over the 4 neighbours of U)`` from ``U = 0``;
@@ -26,6 +27,13 @@ is monotone from 0, so outside training it stops early at the exact fixed point 
 What ``R`` learns is a map of the goal the value was trained towards: in training levels the
 cheese and the top-right corner coincide, so ``R`` can as well point at either; the probes read
 the planner's value and reward model, and the value-map probe can read this module's ``R``.
+
+How the maps learn (:meth:`GridValueIteration.map_loss`): the planner has the env's core as its
+model, so every update steps each stored state with every action and grounds the maps in those
+transitions: the cell a move arrives on is passable and has ``R`` = the reward received; a
+neighbouring cell no move reaches is impassable. Value targets alone cannot pin the maps down
+where the agent never stands (walls): the iteration is consistent with itself at any scale. The
+value loss (one-step optimal backups, see the agent) trains the maps as well.
 
 The learned reward model of the search (the ``reward`` head) stays separate; this module only
 replaces how the value (and part of the prior) is computed.
