@@ -48,6 +48,7 @@ from torch.nn import functional as F
 from misgen.errors import MisgenError
 
 PATCH = 9  # the 3x3 patch of U around the agent
+GRAD_ITERATIONS = 16  # rounds the value loss backpropagates through (5x cheaper than all 84 on 13x13)
 
 
 def neighbour_max(u: torch.Tensor) -> torch.Tensor:
@@ -78,6 +79,7 @@ class GridValueIteration(nn.Module):
             raise MisgenError(f"the value-iteration network needs the agent's channel; got {agent_channel} for {c} channels")
         self.agent_channel, self.discount, self.scale = agent_channel, discount, scale
         self.iterations = iterations or h * w // 2
+        self.grad_iterations = GRAD_ITERATIONS
         self.maps = nn.Sequential(nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), nn.Conv2d(channels, 2, 1))
 
     def init_weights(self, generator: torch.Generator) -> None:
@@ -140,12 +142,21 @@ class GridValueIteration(nn.Module):
         """``(value (N,), patch (N, 9))``: best neighbouring ``U`` at the agent, and ``U`` around it."""
         r, p = self.reward_and_passability(obs)
         u = torch.zeros_like(r)
-        for k in range(self.iterations):
-            new = p * torch.maximum(r, self.discount * neighbour_max(u))
-            # Monotone from 0: once nothing changes, the rest of the rounds change nothing either.
-            if not torch.is_grad_enabled() and k % 8 == 7 and torch.equal(new, u):
-                break
-            u = new
+        grad = torch.is_grad_enabled()
+        # Training backpropagates through the last ``grad_iterations`` rounds only (truncated
+        # backpropagation: the maps are also grounded directly, see ``map_loss``); the earlier
+        # rounds run without a graph, and outside training the iteration stops at its fixed point.
+        with torch.no_grad():
+            rd, pd = r.detach(), p.detach()
+            for k in range(self.iterations - self.grad_iterations if grad else self.iterations):
+                new = pd * torch.maximum(rd, self.discount * neighbour_max(u))
+                # Monotone from 0: once nothing changes, the rest of the rounds change nothing either.
+                if k % 8 == 7 and torch.equal(new, u):
+                    break
+                u = new
+        if grad:
+            for _ in range(min(self.grad_iterations, self.iterations)):
+                u = p * torch.maximum(r, self.discount * neighbour_max(u))
         n = len(u)
         row, col = self.agent_cells(obs)
         padded = F.pad(u, (1, 1, 1, 1))
