@@ -485,8 +485,9 @@ def test_value_iteration_with_exact_maps_gives_discounted_maze_distance():
 def test_vin_planner_defaults_on_grid_envs_and_round_trips(tmp_path):
     cls = get_agent("planner")
     defaults = cls.env_defaults(get_env("maze-cheese"))
-    assert defaults["value_net"] == "vin" and defaults["agent_channel"] == 1
-    agent, _ = _agent(seed=5, value_net="vin", agent_channel=1, explore_bonus=1.0, plain_share=0.5)
+    assert defaults["value_net"] == "vin" and defaults["agent_channel"] == 1 and defaults["value_target"] == "bellman"
+    assert "value_net" not in cls.env_defaults(get_env("keys-chests"))
+    agent, _ = _agent(seed=5, value_net="vin", agent_channel=1, value_target="bellman", explore_bonus=1.0, plain_share=0.5)
     env = get_env("maze-cheese").make("train", 4, 0, {"max_steps": 8})
     ctx = SimpleContext(total_steps=256, seed=1)
     agent.learn(env, ctx)

@@ -36,7 +36,7 @@ Choices (and why)
   corner would still see episodes end at the cheese. Time-limit truncation is ignored in the tree.
 * **Reward of arrival, from observations.** ``r(s')`` is predicted from the observation arrived at
   (not ``r(s, a)``), so ``reward_of_obs`` maps any (edited) observation to the learned objective.
-* **The value network plans** (``value_net="vin"``, chosen for envs that mark the agent's cell):
+* **The value network plans** (``value_net="vin"``, the default on maze-cheese):
   the search sees a few steps, and beyond them the value must rank moves by maze distance in
   mazes it has never seen. The PPO torso (convs + a linear layer) could not: regressed on *exact*
   maze values it kept an error larger than the value differences between neighbouring cells, and

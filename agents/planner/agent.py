@@ -63,7 +63,10 @@ class PlannerConfig:
             the stored state and the current network valuing the next observations (a one-step
             optimal backup, like MuZero Reanalyse's fresh targets): the value learns the best
             the planner could do, not what the exploring behaviour did, and needs no bonus to be
-            right. ``lambda``: TD(lambda) returns of the behaviour (see ``value_bootstrap``).
+            right. Used with ``value_net="vin"`` (whose maps are grounded in model transitions):
+            with a free linear value head these self-referential targets inflated the values
+            without bound (3x the largest possible return within 4k steps). ``lambda`` (the
+            default elsewhere): TD(lambda) returns of the behaviour (see ``value_bootstrap``).
         value_bootstrap: ``lambda`` targets only: what they bootstrap from: ``network`` (the value head's
             estimate recorded while acting, as PPO's GAE) or ``search`` (the root search value of
             the learned objective, bonus excluded, as MuZero; it includes learned rewards).
@@ -91,8 +94,8 @@ class PlannerConfig:
         hidden: width of the feature vector.
         value_net: ``vin``: the value (and part of the prior) comes from a value-iteration network
             over the board (:mod:`.value_iteration`), which generalises maze distance to unseen
-            layouts; ``conv``: heads on the torso features only. The harness picks ``vin`` for
-            envs that mark the agent's cell (grid envs with 4-neighbour moves).
+            layouts; ``conv``: heads on the torso features only. The harness picks ``vin`` on
+            the envs in ``PlannerAgent.vin_envs`` (maze-cheese).
         agent_channel: observation channel marking the agent, where the value-iteration network
             reads its value; set from the env's ``agent_channel``.
         vin_channels: channels of the value-iteration network's per-cell conv.
@@ -110,7 +113,7 @@ class PlannerConfig:
     search: SearchConfig = field(default_factory=self_play_search)
     act_simulations: int = 32
     lam: float = 0.95
-    value_target: Literal["bellman", "lambda"] = "bellman"
+    value_target: Literal["bellman", "lambda"] = "lambda"
     value_bootstrap: Literal["network", "search"] = "network"
     act_noise: bool = True
     unroll: int = 16
@@ -212,14 +215,18 @@ class PlannerAgent(Agent):
     Config = PlannerConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     default_steps = 300_000
+    vin_envs: ClassVar[tuple[str, ...]] = ("maze-cheese",)
+    """Envs where ``value_net="vin"`` is the default: those where it was measured to make the
+    planner competent. Other grid envs (keys and chests, where value depends on what is held)
+    keep ``conv`` until measured; ``--set value_net=vin --set agent_channel=N`` opts in."""
 
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
-        """Centre the torso on the agent where the env marks it, and read the value by value
-        iteration there; the env's suggested novelty bonus."""
+        """Centre the torso on the agent where the env marks it; the env's suggested novelty
+        bonus; the value-iteration value network on the envs in :attr:`vin_envs`."""
         out = grid_env_defaults(spec)
-        if spec.agent_channel is not None:
-            out.update(value_net="vin", agent_channel=spec.agent_channel)
+        if spec.agent_channel is not None and spec.id in cls.vin_envs:
+            out.update(value_net="vin", agent_channel=spec.agent_channel, value_target="bellman")
         return out
 
     def __init__(self, config: PlannerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
