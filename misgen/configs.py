@@ -124,7 +124,11 @@ def build_config(config_type: type, base: Mapping[str, Any], overrides: Mapping[
     for head in {**nested_base, **nested_raw}:
         sub_type = _nested_type(hints, head)
         current = values.get(head, _field_default(config_type, head))
-        sub_base = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)} if current is not None else {}
+        sub_base = (
+            {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+            if current is not None
+            else {}
+        )
         sub_base.update(nested_base.get(head, {}))
         values[head] = build_config(sub_type, sub_base, nested_raw.get(head, {}), f"{what} {head}")
     try:

@@ -44,7 +44,9 @@ class SearchNovelty:
         """(k,) whether each ``obs[row]`` is new to the episode of env ``envs[row]``."""
         return self.tracker.is_new(obs, envs)
 
-    def bonus_fn(self, bonus: float, explorers: np.ndarray | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def bonus_fn(
+        self, bonus: float, explorers: np.ndarray | None = None
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """The search's edge-bonus callback: ``bonus`` for novel child observations, else 0;
         only in envs where the (num_envs,) mask ``explorers`` is true (all when ``None``)."""
         gain = np.full(len(self.tracker.count), bonus)

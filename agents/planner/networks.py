@@ -75,7 +75,11 @@ class PlannerNet(nn.Module):
         scale = 1.0 / max(float(high.max()) if np.isfinite(high).all() else 1.0, 1.0)
         shape = image_shape(observation_space)
         self.torso = GridTorso(shape, hidden, channels, conv_layers, centre_channel, scale)
-        self.vin = GridValueIteration(shape, agent_channel, vin_channels, vin_iterations, discount, scale) if value_net == "vin" else None
+        self.vin = (
+            GridValueIteration(shape, agent_channel, vin_channels, vin_iterations, discount, scale)
+            if value_net == "vin"
+            else None
+        )
         self.policy = nn.Linear(hidden + (PATCH if self.vin is not None else 0), num_actions)
         self.value = nn.Linear(hidden, 1) if self.vin is None else None
         self.reward = nn.Linear(hidden, 1)

@@ -70,7 +70,12 @@ class Replay:
     """
 
     def __init__(
-        self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype, num_actions: int, state_template: Any = None
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        num_actions: int,
+        state_template: Any = None,
     ) -> None:
         self.capacity = capacity
         self.obs = np.zeros((capacity, *obs_shape), obs_dtype)
@@ -87,7 +92,13 @@ class Replay:
         return self.size
 
     def add(
-        self, obs: np.ndarray, policy: np.ndarray, value: np.ndarray, arrival: np.ndarray, reward: np.ndarray, states: Any = None
+        self,
+        obs: np.ndarray,
+        policy: np.ndarray,
+        value: np.ndarray,
+        arrival: np.ndarray,
+        reward: np.ndarray,
+        states: Any = None,
     ) -> None:
         """Append ``n`` transitions (the oldest are overwritten once full)."""
         n = len(obs)
@@ -103,7 +114,9 @@ class Replay:
         self.cursor = int((self.cursor + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
-    def sample(self, batch: int, rng: np.random.Generator, reward_balance: float = 0.0) -> dict[str, np.ndarray]:
+    def sample(
+        self, batch: int, rng: np.random.Generator, reward_balance: float = 0.0
+    ) -> dict[str, np.ndarray]:
         """A uniform batch for the policy/value heads and a (skewed) batch for the reward model."""
         idx = rng.integers(0, self.size, size=batch)
         ridx = rng.integers(0, self.size, size=batch)

@@ -54,7 +54,9 @@ GRAD_ITERATIONS = 16  # rounds the value loss backpropagates through (5x cheaper
 def neighbour_max(u: torch.Tensor) -> torch.Tensor:
     """Max of ``u`` (N, H, W) over each cell's 4 neighbours (outside the board counts as 0)."""
     p = F.pad(u, (1, 1, 1, 1))
-    return torch.maximum(torch.maximum(p[:, :-2, 1:-1], p[:, 2:, 1:-1]), torch.maximum(p[:, 1:-1, :-2], p[:, 1:-1, 2:]))
+    return torch.maximum(
+        torch.maximum(p[:, :-2, 1:-1], p[:, 2:, 1:-1]), torch.maximum(p[:, 1:-1, :-2], p[:, 1:-1, 2:])
+    )
 
 
 class GridValueIteration(nn.Module):
@@ -71,12 +73,20 @@ class GridValueIteration(nn.Module):
     """
 
     def __init__(
-        self, shape: tuple[int, int, int], agent_channel: int, channels: int, iterations: int, discount: float, scale: float
+        self,
+        shape: tuple[int, int, int],
+        agent_channel: int,
+        channels: int,
+        iterations: int,
+        discount: float,
+        scale: float,
     ) -> None:
         super().__init__()
         c, h, w = shape
         if not 0 <= agent_channel < c:
-            raise MisgenError(f"the value-iteration network needs the agent's channel; got {agent_channel} for {c} channels")
+            raise MisgenError(
+                f"the value-iteration network needs the agent's channel; got {agent_channel} for {c} channels"
+            )
         self.agent_channel, self.discount, self.scale = agent_channel, discount, scale
         self.iterations = iterations or h * w // 2
         self.grad_iterations = GRAD_ITERATIONS
@@ -97,7 +107,9 @@ class GridValueIteration(nn.Module):
         m = self.maps(obs.float() * self.scale)
         return F.softplus(m[:, 0]), torch.sigmoid(m[:, 1])
 
-    def map_loss(self, obs: torch.Tensor, next_obs: torch.Tensor, reward: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def map_loss(
+        self, obs: torch.Tensor, next_obs: torch.Tensor, reward: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Losses that ground ``R`` and ``P`` in model transitions: ``(reward MSE, passability BCE)``.
 
         ``obs`` (k, ...) are states the model stepped with every one of ``A`` actions, giving
