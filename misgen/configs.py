@@ -80,15 +80,57 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _nested_type(hints: Mapping[str, Any], name: str) -> type | None:
+    """The config dataclass type of field ``name`` when it nests one (``search: SearchConfig``)."""
+    hint = hints.get(name)
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def _field_default(config_type: type, name: str) -> Any:
+    field = next(f for f in dataclasses.fields(config_type) if f.name == name)
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
 def build_config(config_type: type, base: Mapping[str, Any], overrides: Mapping[str, str], what: str) -> Any:
-    """Instantiate ``config_type`` from ``base`` values and string ``overrides`` (typed, checked)."""
+    """Instantiate ``config_type`` from ``base`` values and string ``overrides`` (typed, checked).
+
+    A field that nests a config dataclass (``search: SearchConfig``) takes dotted keys in both,
+    ``search.rule=puct``, applied on top of that field's default.
+    """
     hints = typing.get_type_hints(config_type)
     names = field_names(config_type)
-    values = dict(base)
+    values: dict[str, Any] = {}
+    nested_base: dict[str, dict[str, Any]] = {}
+    nested_raw: dict[str, dict[str, str]] = {}
+    for key, value in base.items():
+        head, dot, rest = key.partition(".")
+        if dot and _nested_type(hints, head) is not None:
+            nested_base.setdefault(head, {})[rest] = value
+        else:
+            values[key] = value
     for key, raw in overrides.items():
+        head, dot, rest = key.partition(".")
+        if dot and _nested_type(hints, head) is not None:
+            nested_raw.setdefault(head, {})[rest] = raw
+            continue
         if key not in names:
-            raise MisgenError(f"unknown {what} option {key!r}; valid: {', '.join(names)}")
+            valid = [f"{n}.<field>" if _nested_type(hints, n) is not None else n for n in names]
+            raise MisgenError(f"unknown {what} option {key!r}; valid: {', '.join(valid)}")
+        if _nested_type(hints, key) is not None:
+            raise MisgenError(f"{what} option {key!r} is a group; set its fields, e.g. {key}.<field>=...")
         values[key] = _parse_value(raw, hints[key], f"{what} option {key!r}")
+    for head in {**nested_base, **nested_raw}:
+        sub_type = _nested_type(hints, head)
+        current = values.get(head, _field_default(config_type, head))
+        sub_base = (
+            {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+            if current is not None
+            else {}
+        )
+        sub_base.update(nested_base.get(head, {}))
+        values[head] = build_config(sub_type, sub_base, nested_raw.get(head, {}), f"{what} {head}")
     try:
         return config_type(**values)
     except (TypeError, ValueError) as err:
@@ -101,9 +143,24 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def config_from_dict(config_type: type, data: Mapping[str, Any]) -> Any:
-    """Rebuild a config saved with :func:`config_to_dict` (lists back to tuples)."""
+    """Rebuild a config saved with :func:`config_to_dict` (lists back to tuples, nested groups
+    back to their dataclasses; a group's fields saved flat by older versions are picked up)."""
+    hints = typing.get_type_hints(config_type)
     names = set(field_names(config_type))
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    values: dict[str, Any] = {}
+    for k, v in data.items():
+        if k not in names:
+            continue
+        sub_type = _nested_type(hints, k)
+        if sub_type is not None and isinstance(v, Mapping):
+            v = config_from_dict(sub_type, v)
+        values[k] = tuple(v) if isinstance(v, list) else v
+    for name in names:
+        sub_type = _nested_type(hints, name)
+        if sub_type is not None and name not in values:
+            legacy = {k: v for k, v in data.items() if k in set(field_names(sub_type)) and k not in names}
+            if legacy:
+                values[name] = dataclasses.replace(_field_default(config_type, name), **legacy)
     return config_type(**values)
 
 

@@ -16,6 +16,7 @@ from misgen.agents.base import SimpleContext
 from misgen.agents.checkpoint import load_agent, save_agent
 from misgen.agents.planner.mcts import SearchConfig, considered_visit_sequence, search, softmax
 from misgen.agents.planner.replay import lambda_returns
+from misgen.configs import build_config, config_from_dict, config_to_dict
 from misgen.environments import get_env
 from misgen.environments.native import BatchState
 from misgen.errors import MisgenError
@@ -309,6 +310,10 @@ def test_novelty_bonus_rewards_unseen_observations_only():
     np.testing.assert_allclose(res.policy_target, 0.25)
     plain = search(core, state, _zero_evaluator(), cfg)
     assert (plain.tree["reward"] == 0).all()
+    # Envs outside the explorer mask never get the bonus.
+    explorers = np.arange(len(state)) < 4
+    masked = search(core, state, _zero_evaluator(), cfg, edge_bonus=novelty.bonus_fn(0.5, explorers))
+    assert (masked.tree["reward"][4:] == 0).all() and (masked.tree["reward"][:4] == 0.5).any()
     # A zero bonus changes nothing.
     core, state = _maze_states_near_cheese(2, n=8)
     zero = search(core, state, _zero_evaluator(_cheese_reward), cfg, edge_bonus=novelty.bonus_fn(0.0))
@@ -347,7 +352,7 @@ def test_lambda_returns_match_direct_sums():
 
 def _agent(seed: int = 0, **overrides):
     cls = get_agent("planner")
-    cfg = cls.Config(**{**cls.presets["debug"], **overrides})
+    cfg = build_config(cls.Config, {**cls.presets["debug"], **overrides}, {}, "agent 'planner'")
     spec = get_env("maze-cheese")
     env = spec.make("train", cfg.num_envs, 0)
     return cls(cfg, env.single_observation_space, env.single_action_space, seed), env
@@ -401,7 +406,7 @@ def test_save_load_round_trip_and_acting(tmp_path):
 def test_collect_with_planner_records_search_extras():
     from misgen.probes.rollout import collect
 
-    agent, _ = _agent(seed=0, max_considered=4)
+    agent, _ = _agent(seed=0, **{"search.max_considered": 4})
     spec = get_env("maze-cheese")
     ro = collect(agent, spec, "test-iid", episodes=3, seed=0, overrides={"max_steps": 12})
     assert ro.episodes == 3
@@ -421,5 +426,144 @@ def test_planner_errors_are_one_line():
         agent.learn(fake, SimpleContext(total_steps=8))
     with pytest.raises(MisgenError, match="num_envs"):
         agent.learn(get_env("maze-cheese").make("train", 2, 0), SimpleContext(total_steps=8))
-    with pytest.raises(ValueError, match="reward_source"):
-        get_agent("planner").Config(reward_source="oracle")
+    with pytest.raises(MisgenError, match="reward_source.*valid: learned, true"):
+        build_config(get_agent("planner").Config, {}, {"search.reward_source": "oracle"}, "agent 'planner'")
+
+
+# Config: the search options are one nested group ----------------------------------------------
+
+
+def test_search_options_are_a_nested_group_settable_with_dotted_keys():
+    cls = get_agent("planner")
+    cfg = build_config(cls.Config, cls.presets["puct"], {"search.discount": "0.9", "lam": "0.5"}, "agent 'planner'")
+    assert cfg.search.rule == "puct" and cfg.search.num_simulations == 16 and cfg.search.discount == 0.9
+    assert cfg.search.q_range_floor == 1.0 and cfg.lam == 0.5  # the planner's own search defaults stay
+    assert cfg.search_config(acting=True).num_simulations == cfg.act_simulations
+    assert cfg.search_config().num_simulations == 16
+    assert config_from_dict(cls.Config, config_to_dict(cfg)) == cfg
+    # Runs saved before the group existed stored the search fields flat.
+    legacy = {k: v for k, v in config_to_dict(cfg).items() if k != "search"} | {"rule": "puct", "num_simulations": 16}
+    assert config_from_dict(cls.Config, legacy).search.rule == "puct"
+    with pytest.raises(MisgenError, match="unknown agent 'planner' search option 'nope'; valid: num_simulations"):
+        build_config(cls.Config, {}, {"search.nope": "1"}, "agent 'planner'")
+    with pytest.raises(MisgenError, match="is a group; set its fields"):
+        build_config(cls.Config, {}, {"search": "1"}, "agent 'planner'")
+    with pytest.raises(MisgenError, match="valid: .*search.<field>"):
+        build_config(cls.Config, {}, {"rule": "puct"}, "agent 'planner'")
+
+
+# The value-iteration value network ----------------------------------------------------------------
+
+
+def test_value_iteration_with_exact_maps_gives_discounted_maze_distance():
+    """With R = 10 on the cheese and P = 0 on walls, the readout is 10 * gamma ** (d - 1) for a mouse
+    d moves from the cheese, in every maze (the network can represent maze distance exactly)."""
+    from misgen.agents.planner.value_iteration import GridValueIteration
+    from misgen.environments.gridpath import UNREACHABLE, distance_field
+
+    spec = get_env("maze-cheese")
+    core = spec.core("test-shift")
+    env = spec.make("test-shift", 16, 0)
+    env.reset(seed=0)
+    state = env.state
+    obs = torch.as_tensor(core.observe(state))
+    vin = GridValueIteration(tuple(obs.shape[1:]), 1, 4, 0, 0.9, 1.0)
+    walls, cheese = obs[:, 0].bool(), obs[:, 2].bool()
+    vin.reward_and_passability = lambda _: (10.0 * cheese.float(), (~walls).float())
+    with torch.no_grad():
+        value, patch = vin(obs)
+    dist = distance_field(cheese.numpy(), ~walls.numpy())[np.arange(len(state)), state.agent[:, 0], state.agent[:, 1]]
+    assert (dist < UNREACHABLE).all() and (dist > 0).all()
+    np.testing.assert_allclose(value.numpy(), 10.0 * 0.9 ** (dist - 1.0), rtol=1e-5)
+    assert patch.shape == (len(state), 9)
+    # Early stopping at the fixed point changes nothing: the same with every round run.
+    with torch.enable_grad():
+        full, _ = vin(obs)
+    np.testing.assert_allclose(full.detach().numpy(), value.numpy(), rtol=1e-6)
+
+
+def test_vin_planner_defaults_on_grid_envs_and_round_trips(tmp_path):
+    cls = get_agent("planner")
+    defaults = cls.env_defaults(get_env("maze-cheese"))
+    assert defaults["value_net"] == "vin" and defaults["agent_channel"] == 1 and defaults["value_target"] == "bellman"
+    assert "value_net" not in cls.env_defaults(get_env("keys-chests"))
+    agent, _ = _agent(seed=5, value_net="vin", agent_channel=1, value_target="bellman", explore_bonus=1.0, plain_share=0.5)
+    env = get_env("maze-cheese").make("train", 4, 0, {"max_steps": 8})
+    ctx = SimpleContext(total_steps=256, seed=1)
+    agent.learn(env, ctx)
+    # With the bonus on, half the envs search without it: their episodes are charts/*, the others' explore/*.
+    np.testing.assert_array_equal(agent._explorers, [True, True, False, False])
+    keys = set().union(*(m for _, m in ctx.history))
+    assert {"charts/success", "explore/success", "charts/episodes", "search/explore_bonus"} <= keys
+    assert np.isfinite(ctx.history[-1][1]["loss/value"])
+    loaded = load_agent(save_agent(agent, tmp_path / "ckpt"))
+    assert loaded.config.value_net == "vin"
+    obs, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(agent.value_of_obs(obs), loaded.value_of_obs(obs))
+
+
+def _maze_batch(split: str, n: int, size: int, seed: int):
+    """Train/test mazes with the mouse on a random open cell other than the cheese."""
+    spec = get_env("maze-cheese")
+    env = spec.make(split, n, seed, {"size": size, "region": 3})
+    env.reset(seed=seed)
+    st = env.state
+    rng = np.random.default_rng(seed)
+    agent = []
+    for i in range(n):
+        cells = np.argwhere(~st.walls[i])
+        cells = cells[(cells != st.cheese[i]).any(axis=1)]
+        agent.append(cells[rng.integers(len(cells))])
+    st = type(st)(st.walls, np.stack(agent), st.cheese, st.reached, st.t, st.level_seed)
+    return env.core, st
+
+
+def _model_transitions(core, st):
+    k = len(st)
+    nxt, reward, terminated, _ = core.step(st.take(np.repeat(np.arange(k), 4)), np.tile(np.arange(4), k))
+    return torch.as_tensor(core.observe(st)), torch.as_tensor(core.observe(nxt)), torch.as_tensor(reward, dtype=torch.float32)
+
+
+def test_map_loss_is_zero_for_the_true_maps_and_positive_otherwise():
+    from misgen.agents.planner.value_iteration import GridValueIteration
+
+    core, st = _maze_batch("train", 32, 9, 0)
+    obs, nxt, reward = _model_transitions(core, st)
+    vin = GridValueIteration(tuple(obs.shape[1:]), 1, 4, 0, 0.97, 1.0)
+    vin.init_weights(torch.Generator().manual_seed(0))
+    r0, p0 = vin.map_loss(obs, nxt, reward)
+    assert r0 > 0 and p0 > 0.5
+
+    class Exact(torch.nn.Module):  # R = 10 on the cheese (softplus^-1), P logit +-30 on open cells / walls
+        def forward(self, x):
+            r = torch.where(x[:, 2] > 0, torch.tensor(10.0), torch.tensor(-30.0))
+            return torch.stack([r, torch.where(x[:, 0] > 0, -30.0, 30.0)], dim=1)
+
+    vin.maps = Exact()
+    r1, p1 = vin.map_loss(obs, nxt, reward)
+    assert r1 < 1e-3 and p1 < 1e-6
+
+
+@pytest.mark.slow
+def test_value_iteration_learns_maze_moves_from_model_transitions_alone():
+    """Grounding the maps on model transitions (no value targets at all) makes the value rank the
+    shortest-path move first on held-out mazes: the planner's value generalises maze distance."""
+    from misgen.agents.planner.value_iteration import GridValueIteration
+
+    core, train = _maze_batch("train", 2048, 9, 0)
+    _, test = _maze_batch("test-iid", 256, 9, 1)
+    vin = GridValueIteration((3, 9, 9), 1, 16, 0, 0.97, 1.0)
+    vin.init_weights(torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(vin.parameters(), lr=1e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(2500):
+        loss = sum(vin.map_loss(*_model_transitions(core, train.take(rng.integers(0, len(train), 128)))))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    obs, nxt, reward = _model_transitions(core, test)
+    _, _, terminated, _ = core.step(test.take(np.repeat(np.arange(len(test)), 4)), np.tile(np.arange(4), len(test)))
+    with torch.no_grad():
+        q = reward.numpy() + 0.97 * ~terminated * vin(nxt)[0].numpy()
+    greedy = q.reshape(-1, 4).argmax(axis=1)
+    assert (greedy == core.oracle_actions(test, "cheese")).mean() >= 0.9

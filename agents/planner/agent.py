@@ -5,10 +5,11 @@ See the package docstring (:mod:`misgen.agents.planner`) for the algorithm and i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
@@ -28,7 +29,7 @@ from misgen.agents.base import (
 from misgen.agents.checkpoint import load_optimizer_tensors, optimizer_tensors, torch_generator
 from misgen.agents.novelty import decayed_bonus
 from misgen.agents.planner.explore import SearchNovelty
-from misgen.agents.planner.mcts import RewardSource, SearchConfig, SearchResult, SearchRule, search, softmax
+from misgen.agents.planner.mcts import SearchConfig, SearchResult, search, softmax
 from misgen.agents.planner.networks import PlannerNet
 from misgen.agents.planner.replay import Replay, lambda_returns
 from misgen.environments.spec import EnvSpec
@@ -38,6 +39,9 @@ from misgen.seeding import derive_seed
 NET, OPTIM = "net.", "optim."
 
 
+def self_play_search() -> SearchConfig:
+    """The planner's default self-play search (see ``PlannerConfig.search``)."""
+    return SearchConfig(num_simulations=8, q_range_floor=1.0)
 
 
 @dataclass(frozen=True)
@@ -46,29 +50,26 @@ class PlannerConfig:
 
     Attributes:
         num_envs: parallel envs searched and stepped together.
-        num_simulations: simulations per search during training (self-play).
+        search: the self-play search (:class:`~.mcts.SearchConfig`; ``--set search.<field>=...``).
+            Its defaults differ from mctx's in two places: 8 simulations (a 2-core budget), and
+            ``q_range_floor`` 1.0 (reward units) so that near-zero early value noise does not
+            become confident policy targets. ``search.discount`` is also the value targets' gamma.
         act_simulations: simulations per search when acting outside training (evaluation,
-            probes); 0 means ``num_simulations``. Deeper search at decision time is cheap
-            relative to training and helps (maze-cheese, same weights: 8 sims 26%, 64 sims 37%
-            train-split success).
-        rule: root/interior selection: ``gumbel`` (Gumbel MuZero, good at few simulations) or
-            ``puct`` (AlphaZero pUCT with root Dirichlet noise in training).
-        reward_source: rewards inside the tree: ``learned`` (the reward model: the planner pursues
-            the objective it learned) or ``true`` (the core's reward; a control).
-        discount: gamma for search and value targets.
+            probes); 0 means ``search.num_simulations``. Deeper search at decision time costs
+            little next to training.
         lam: lambda of the value targets (TD(lambda) returns of the true rewards).
-        value_bootstrap: what the value targets bootstrap from: ``network`` (the value head's
+        value_target: ``bellman``: each update recomputes the value targets of its batch from
+            the model, ``max over actions of r + discount * V(next)`` with the env's core stepping
+            the stored state and the current network valuing the next observations (a one-step
+            optimal backup, like MuZero Reanalyse's fresh targets): the value learns the best
+            the planner could do, not what the exploring behaviour did, and needs no bonus to be
+            right. Used with ``value_net="vin"`` (whose maps are grounded in model transitions):
+            with a free linear value head these self-referential targets inflated the values
+            without bound (3x the largest possible return within 4k steps). ``lambda`` (the
+            default elsewhere): TD(lambda) returns of the behaviour (see ``value_bootstrap``).
+        value_bootstrap: ``lambda`` targets only: what they bootstrap from: ``network`` (the value head's
             estimate recorded while acting, as PPO's GAE) or ``search`` (the root search value of
             the learned objective, bonus excluded, as MuZero; it includes learned rewards).
-        max_considered: Gumbel: actions considered at the root.
-        value_scale: Gumbel: c_scale of sigma(q).
-        maxvisit_init: Gumbel: c_visit of sigma(q).
-        pb_c_init: pUCT exploration constant.
-        pb_c_base: pUCT exploration growth base.
-        dirichlet_alpha: pUCT root-noise concentration (training only).
-        dirichlet_fraction: pUCT root-noise share (training only).
-        q_range_floor: floor (reward units) of the min-max range Q-values are rescaled by in the
-            tree (mctx: 1e-8); keeps near-zero early value noise from becoming confident targets.
         act_noise: outside training, sample actions (Gumbel noise / visit-count sampling, from the
             agent's generator) instead of searching deterministically.
         unroll: env steps per env between update phases.
@@ -91,29 +92,29 @@ class PlannerConfig:
         centre_channel: observation channel marking the agent; the torso then sees the board
             re-centred on it (``-1``: as observed). Set from the env's ``agent_channel``.
         hidden: width of the feature vector.
+        value_net: ``vin``: the value (and part of the prior) comes from a value-iteration network
+            over the board (:mod:`.value_iteration`), which generalises maze distance to unseen
+            layouts; ``conv``: heads on the torso features only. The harness picks ``vin`` on
+            the envs in ``PlannerAgent.vin_envs`` (maze-cheese).
+        agent_channel: observation channel marking the agent, where the value-iteration network
+            reads its value; set from the env's ``agent_channel``.
+        vin_channels: channels of the value-iteration network's per-cell conv.
+        vin_iterations: its rounds of value iteration (0: ``H * W // 2``).
+        plain_share: share of the training envs that always search without the exploration bonus;
+            their episodes give ``charts/success`` (the true objective) while the bonus is on,
+            and the others' ``explore/success``.
         report_every: env steps between ``ctx.report`` calls.
         threads: torch CPU threads while the planner trains, acts or evaluates observations (0:
             leave torch's setting). A search makes many small network calls, where intra-op
-            threading costs more than it gains: on a 2-core machine 1 thread gave 8x the
-            decisions/s of 2.
+            threading costs more than it gains (``misgen bench agents`` measures it).
     """
 
     num_envs: int = 32
-    num_simulations: int = 8
+    search: SearchConfig = field(default_factory=self_play_search)
     act_simulations: int = 32
-    rule: SearchRule = "gumbel"
-    reward_source: RewardSource = "learned"
-    discount: float = 0.97
     lam: float = 0.95
+    value_target: Literal["bellman", "lambda"] = "lambda"
     value_bootstrap: Literal["network", "search"] = "network"
-    max_considered: int = 16
-    value_scale: float = 0.1
-    maxvisit_init: float = 50.0
-    pb_c_init: float = 1.25
-    pb_c_base: float = 19652.0
-    dirichlet_alpha: float = 0.3
-    dirichlet_fraction: float = 0.25
-    q_range_floor: float = 1.0
     act_noise: bool = True
     unroll: int = 16
     replay_size: int = 50_000
@@ -130,52 +131,58 @@ class PlannerConfig:
     conv_layers: int = 3
     centre_channel: int = -1
     hidden: int = 128
+    value_net: Literal["conv", "vin"] = "conv"
+    agent_channel: int = -1
+    vin_channels: int = 16
+    vin_iterations: int = 0
+    plain_share: float = 0.25
     report_every: int = 4096
     threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "num_simulations", "unroll", "batch_size", "replay_size", "hidden", "channels", "max_considered"):
+        if not isinstance(self.search, SearchConfig):
+            raise ValueError(f"search must be a SearchConfig, got {type(self.search).__name__}")
+        for name in ("num_envs", "unroll", "batch_size", "replay_size", "hidden", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.act_simulations < 0:
             raise ValueError(f"act_simulations must be >= 0, got {self.act_simulations}")
-        if self.rule not in ("gumbel", "puct"):
-            raise ValueError(f"rule must be gumbel or puct, got {self.rule!r}")
-        if self.reward_source not in ("learned", "true"):
-            raise ValueError(f"reward_source must be learned or true, got {self.reward_source!r}")
-        if not (0 <= self.discount <= 1 and 0 <= self.lam <= 1):
-            raise ValueError("discount and lam must be in [0, 1]")
-        if self.lr <= 0 or self.replay_ratio <= 0 or self.q_range_floor <= 0:
-            raise ValueError("lr, replay_ratio and q_range_floor must be > 0")
+        if not 0 <= self.lam <= 1:
+            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
+        if self.lr <= 0 or self.replay_ratio <= 0:
+            raise ValueError("lr and replay_ratio must be > 0")
         if self.explore_bonus < 0 or self.explore_steps < 0:
             raise ValueError("explore_bonus and explore_steps must be >= 0")
+        if self.value_target not in ("bellman", "lambda"):
+            raise ValueError(f"value_target must be bellman or lambda, got {self.value_target!r}")
         if self.value_bootstrap not in ("network", "search"):
             raise ValueError(f"value_bootstrap must be network or search, got {self.value_bootstrap!r}")
         if not 0 <= self.reward_balance <= 1:
             raise ValueError(f"reward_balance must be in [0, 1], got {self.reward_balance}")
+        if self.value_net not in ("conv", "vin"):
+            raise ValueError(f"value_net must be conv or vin, got {self.value_net!r}")
+        if self.value_net == "vin" and self.agent_channel < 0:
+            raise ValueError("value_net=vin needs agent_channel (the observation channel marking the agent)")
+        if not 0 <= self.plain_share <= 1:
+            raise ValueError(f"plain_share must be in [0, 1], got {self.plain_share}")
         if self.conv_layers < 0:
             raise ValueError(f"conv_layers must be >= 0, got {self.conv_layers}")
 
     def search_config(self, acting: bool = False) -> SearchConfig:
         """Search options for self-play, or for acting outside training (``acting``)."""
-        sims = (self.act_simulations or self.num_simulations) if acting else self.num_simulations
-        return SearchConfig(
-            num_simulations=sims, rule=self.rule, discount=self.discount,
-            reward_source=self.reward_source, max_considered=self.max_considered,
-            value_scale=self.value_scale, maxvisit_init=self.maxvisit_init, pb_c_init=self.pb_c_init,
-            pb_c_base=self.pb_c_base, dirichlet_alpha=self.dirichlet_alpha,
-            dirichlet_fraction=self.dirichlet_fraction, q_range_floor=self.q_range_floor,
-        )  # fmt: skip
+        if acting and self.act_simulations:
+            return dataclasses.replace(self.search, num_simulations=self.act_simulations)
+        return self.search
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "debug": dict(
-        num_envs=4, num_simulations=4, act_simulations=4, unroll=4, batch_size=16, replay_size=512, channels=4,
-        conv_layers=1, hidden=16, report_every=32,
-    ),
+    "debug": {
+        "num_envs": 4, "search.num_simulations": 4, "act_simulations": 4, "unroll": 4, "batch_size": 16, "replay_size": 512,
+        "channels": 4, "conv_layers": 1, "hidden": 16, "vin_channels": 4, "report_every": 32,
+    },
     "small": {},
-    "puct": dict(rule="puct", num_simulations=16),
-    "true-reward": dict(reward_source="true"),
+    "puct": {"search.rule": "puct", "search.num_simulations": 16},
+    "true-reward": {"search.reward_source": "true"},
 }
 
 
@@ -208,11 +215,19 @@ class PlannerAgent(Agent):
     Config = PlannerConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     default_steps = 300_000
+    vin_envs: ClassVar[tuple[str, ...]] = ("maze-cheese",)
+    """Envs where ``value_net="vin"`` is the default: those where it was measured to make the
+    planner competent. Other grid envs (keys and chests, where value depends on what is held)
+    keep ``conv`` until measured; ``--set value_net=vin --set agent_channel=N`` opts in."""
 
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
-        """Centre the torso on the agent where the env marks it; the env's suggested novelty bonus."""
-        return grid_env_defaults(spec)
+        """Centre the torso on the agent where the env marks it; the env's suggested novelty
+        bonus; the value-iteration value network on the envs in :attr:`vin_envs`."""
+        out = grid_env_defaults(spec)
+        if spec.agent_channel is not None and spec.id in cls.vin_envs:
+            out.update(value_net="vin", agent_channel=spec.agent_channel, value_target="bellman")
+        return out
 
     def __init__(self, config: PlannerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
         super().__init__(config, observation_space, action_space, seed)
@@ -220,8 +235,9 @@ class PlannerAgent(Agent):
             raise MisgenError(f"the planner supports Discrete action spaces only, got {action_space}")
         self.num_actions = int(action_space.n)
         self.net = PlannerNet(
-            observation_space, self.num_actions, config.channels, config.conv_layers, config.hidden, config.centre_channel
-        )
+            observation_space, self.num_actions, config.channels, config.conv_layers, config.hidden, config.centre_channel,
+            config.value_net, config.agent_channel, config.vin_channels, config.vin_iterations, config.search.discount,
+        )  # fmt: skip
         self.net.init_weights(torch_generator(derive_seed(seed, "init")))
         self.net.eval()
         self.optim = torch.optim.Adam(self.net.parameters(), lr=config.lr)
@@ -277,7 +293,9 @@ class PlannerAgent(Agent):
         return search(core, state, self._evaluate, cfg, rng or self.rng, noise=noise, sample=noise)
 
     @with_config_threads
-    def act(self, obs, state, first, env=None):
+    def act(
+        self, obs: np.ndarray, state: Any, first: np.ndarray, env: gym.vector.VectorEnv | None = None
+    ) -> tuple[np.ndarray, Any, dict[str, np.ndarray]]:
         """Search from ``env.state`` and return the chosen actions.
 
         Extras: ``features`` (N, hidden) of the current observation, ``value`` (N,) root search
@@ -333,13 +351,16 @@ class PlannerAgent(Agent):
     def _learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
         c = self.config
         rng = np.random.default_rng(derive_seed(ctx.seed, "train"))
-        replay = Replay(c.replay_size, self.observation_space.shape, self.observation_space.dtype, self.num_actions)
+        obs, _ = env.reset(seed=ctx.seed)
+        self._core = env.core
+        template = env.state if c.value_target == "bellman" or c.value_net == "vin" else None
+        replay = Replay(c.replay_size, self.observation_space.shape, self.observation_space.dtype, self.num_actions, template)
         spec = getattr(env, "misgen_spec", None)
         intended = spec.intended_goal.name if spec is not None else None
         goals = spec.goal_names if spec is not None else ()
-        obs, _ = env.reset(seed=ctx.seed)
         self._novelty = SearchNovelty(env.num_envs, int(np.prod(self.observation_space.shape)), derive_seed(ctx.seed, "novelty"))
         self._novelty.restart(np.arange(env.num_envs), obs)
+        self._explorers = np.arange(env.num_envs) < env.num_envs - round(c.plain_share * env.num_envs)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         episodes: dict[str, list[float]] = {}
@@ -349,7 +370,7 @@ class PlannerAgent(Agent):
         while self.steps_done < ctx.total_steps:
             seg = self._collect(env, obs, rng, ctx.total_steps, episodes, intended, goals, sums, counts)
             obs = seg["next_obs"]
-            replay.add(seg["obs"], seg["policy"], seg["value"], seg["arrival"], seg["reward"])
+            replay.add(seg["obs"], seg["policy"], seg["value"], seg["arrival"], seg["reward"], seg["state"])
             owed += len(seg["obs"]) * c.replay_ratio / c.batch_size
             if len(replay) >= c.batch_size:
                 self.net.train()
@@ -377,13 +398,15 @@ class PlannerAgent(Agent):
         c = self.config
         n = env.num_envs
         rec: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "policy", "net_value", "arrival", "reward", "term", "trunc", "final_value")}
+        states: list[Any] = []
         for _ in range(c.unroll):
             if self.steps_done >= total_steps:
                 break
             core, state = require_core(env)
             bonus = self.explore_bonus()
-            edge_bonus = self._novelty.bonus_fn(bonus) if bonus > 0 else None
+            edge_bonus = self._novelty.bonus_fn(bonus, self._explorers) if bonus > 0 else None
             res = search(core, state, self._evaluate, self.search_config, rng, noise=True, sample=True, edge_bonus=edge_bonus)
+            states.append(state.copy())
             next_obs, reward, terminated, truncated, info = env.step(res.action)
             terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
             done = terminated | truncated
@@ -394,7 +417,14 @@ class PlannerAgent(Agent):
                 arrival[idx] = np.stack([info["final_obs"][i] for i in idx])
                 final_value[idx] = self._evaluate(arrival[idx])[1]
                 self.episodes += len(idx)
-                record_finished_episodes(info, idx, intended, goals, episodes)
+                # Success under the true objective comes from envs searching without the bonus.
+                explored = self._explorers[idx] if bonus > 0 else np.zeros(len(idx), bool)
+                record_finished_episodes(info, idx[~explored], intended, goals, episodes)
+                if explored.any():
+                    tagged: dict[str, list[float]] = {}
+                    record_finished_episodes(info, idx[explored], intended, goals, tagged)
+                    for key, values in tagged.items():
+                        episodes.setdefault(key.replace("charts/", "explore/"), []).extend(values)
                 self._novelty.restart(idx, next_obs[idx])
             self._novelty.visit(next_obs)
             for key, value in (("obs", obs), ("policy", res.policy_target), ("net_value", res.raw_value if c.value_bootstrap == "network" else res.root_value), ("arrival", arrival),
@@ -412,7 +442,7 @@ class PlannerAgent(Agent):
         bootstrap = self._evaluate(obs)[1]
         seg = {k: np.stack(v) for k, v in rec.items()}
         values = np.concatenate([seg["net_value"], bootstrap[None]])
-        targets = lambda_returns(seg["reward"], seg["term"], seg["trunc"], values, seg["final_value"], c.discount, c.lam)
+        targets = lambda_returns(seg["reward"], seg["term"], seg["trunc"], values, seg["final_value"], c.search.discount, c.lam)
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (T, B, ...) -> (T * B, ...)
         return {
             "obs": flat(seg["obs"]),
@@ -420,6 +450,7 @@ class PlannerAgent(Agent):
             "value": flat(targets),
             "arrival": flat(seg["arrival"]),
             "reward": flat(seg["reward"]),
+            "state": dataclasses.replace(states[0], **{f.name: np.concatenate([getattr(x, f.name) for x in states]) for f in dataclasses.fields(states[0])}),
             "next_obs": obs,
         }
 
@@ -428,17 +459,42 @@ class PlannerAgent(Agent):
         c = self.config
         return decayed_bonus(c.explore_bonus, self.steps_done, c.explore_steps)
 
-    def _update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+    def _model_step(self, state: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every action from each stored state ``s`` through the env's core (the training levels'
+        true rewards and termination): ``(next obs (k * A, ...), reward, terminated)``, action-major."""
+        k, a = len(state), self.num_actions
+        nxt, reward, terminated, _ = self._core.step(state.take(np.repeat(np.arange(k), a)), np.tile(np.arange(a), k))
+        return self._core.observe(nxt), np.asarray(reward, np.float64), np.asarray(terminated, bool)
+
+    def _bellman_targets(self, next_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+        """``max_a r(s, a) + discount * V(s_a)`` with the current network valuing the successors.
+        Time limits are ignored (no clock is observed)."""
+        value = self._evaluate(next_obs)[1]
+        q = reward + self.config.search.discount * ~terminated * value
+        return q.reshape(-1, self.num_actions).max(axis=1)
+
+    def _update(self, batch: Mapping[str, Any]) -> dict[str, float]:
         c = self.config
-        k = len(batch["obs"])
-        x = torch.as_tensor(np.concatenate([batch["obs"], batch["arrival"]]))
-        _, logits, value, reward = self.net(x)
+        _, logits, value, _ = self.net(torch.as_tensor(batch["obs"]))
+        # The reward model reads the torso only: no value iteration on the arrival batch.
+        reward = self.net.reward_of_features(self.net.features(torch.as_tensor(batch["arrival"])))
+        stepped = self._model_step(batch["state"]) if "state" in batch else None
+        target_v = self._bellman_targets(*stepped) if c.value_target == "bellman" and stepped is not None else batch["value"]
         target_pi = torch.as_tensor(batch["policy"])
-        policy_loss = -(target_pi * torch.log_softmax(logits[:k], -1)).sum(-1).mean()
-        value_loss = 0.5 * (value[:k] - torch.as_tensor(batch["value"])).pow(2).mean()
+        policy_loss = -(target_pi * torch.log_softmax(logits, -1)).sum(-1).mean()
+        value_loss = 0.5 * (value - torch.as_tensor(target_v, dtype=value.dtype)).pow(2).mean()
         r_true = torch.as_tensor(batch["reward"])
-        reward_err = reward[k:] - r_true
+        reward_err = reward - r_true
         reward_loss = 0.5 * reward_err.pow(2).mean()
+        if self.net.vin is not None:
+            # The value iteration's reward map learns from the same rewards (it is >= 0).
+            map_err = self.net.vin.reward_at_agent(torch.as_tensor(batch["arrival"])) - r_true.clamp(min=0.0)
+            reward_loss = reward_loss + 0.5 * map_err.pow(2).mean()
+            if stepped is not None:
+                map_reward, map_pass = self.net.vin.map_loss(
+                    torch.as_tensor(batch["obs"]), torch.as_tensor(stepped[0]), torch.as_tensor(stepped[1], dtype=torch.float32)
+                )
+                reward_loss = reward_loss + map_reward + map_pass
         loss = policy_loss + c.value_coef * value_loss + c.reward_coef * reward_loss
         self.optim.zero_grad(set_to_none=True)
         loss.backward()

@@ -44,10 +44,16 @@ class SearchNovelty:
         """(k,) whether each ``obs[row]`` is new to the episode of env ``envs[row]``."""
         return self.tracker.is_new(obs, envs)
 
-    def bonus_fn(self, bonus: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """The search's edge-bonus callback: ``bonus`` for novel child observations, else 0."""
+    def bonus_fn(
+        self, bonus: float, explorers: np.ndarray | None = None
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """The search's edge-bonus callback: ``bonus`` for novel child observations, else 0;
+        only in envs where the (num_envs,) mask ``explorers`` is true (all when ``None``)."""
+        gain = np.full(len(self.tracker.count), bonus)
+        if explorers is not None:
+            gain[~np.asarray(explorers, bool)] = 0.0
 
         def fn(envs: np.ndarray, obs: np.ndarray) -> np.ndarray:
-            return bonus * self.novel(envs, obs).astype(np.float64)
+            return gain[envs] * self.novel(envs, obs).astype(np.float64)
 
         return fn

@@ -131,27 +131,39 @@ class SearchResult:
     tree: dict[str, np.ndarray]
 
 
-class StatePool:
-    """Env states of all tree nodes in one preallocated BatchState, row ``node * B + env``."""
+class StateRows:
+    """Rows of env states in one preallocated BatchState-shaped set of arrays (the tree's node
+    pool and the replay's stored states)."""
 
-    def __init__(self, root: Any, num_nodes: int) -> None:
-        self.batch = len(root)
-        self.fields = [f.name for f in dataclasses.fields(root)]
+    def __init__(self, template: Any, num_rows: int) -> None:
+        self.fields = [f.name for f in dataclasses.fields(template)]
         self.arrays = {}
         for name in self.fields:
-            value = np.asarray(getattr(root, name))
-            self.arrays[name] = np.empty((num_nodes * self.batch, *value.shape[1:]), dtype=value.dtype)
-        self.template = root
-        self.put(0, np.arange(self.batch), root)
+            value = np.asarray(getattr(template, name))
+            self.arrays[name] = np.empty((num_rows, *value.shape[1:]), dtype=value.dtype)
+        self.template = template
 
-    def put(self, node: int, envs: np.ndarray, states: Any) -> None:
-        rows = node * self.batch + envs
+    def put_rows(self, rows: np.ndarray, states: Any) -> None:
         for name in self.fields:
             self.arrays[name][rows] = getattr(states, name)
 
-    def get(self, nodes: np.ndarray, envs: np.ndarray) -> Any:
-        rows = nodes * self.batch + envs
+    def get_rows(self, rows: np.ndarray) -> Any:
         return dataclasses.replace(self.template, **{k: v[rows] for k, v in self.arrays.items()})
+
+
+class StatePool(StateRows):
+    """Env states of all tree nodes, row ``node * B + env``."""
+
+    def __init__(self, root: Any, num_nodes: int) -> None:
+        self.batch = len(root)
+        super().__init__(root, num_nodes * self.batch)
+        self.put(0, np.arange(self.batch), root)
+
+    def put(self, node: int, envs: np.ndarray, states: Any) -> None:
+        self.put_rows(node * self.batch + envs, states)
+
+    def get(self, nodes: np.ndarray, envs: np.ndarray) -> Any:
+        return self.get_rows(nodes * self.batch + envs)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from misgen.agents.grid_torso import GridTorso
+from misgen.agents.planner.value_iteration import PATCH, GridValueIteration
 from misgen.errors import MisgenError
 
 
@@ -44,6 +45,15 @@ class PlannerNet(nn.Module):
         conv_layers: number of 3x3 same-size conv layers.
         hidden: width of the feature vector (the ``features`` extra).
         centre_channel: observation channel marking the agent (``-1``: the board as observed).
+        value_net: ``conv``: value and prior are heads on the torso features; ``vin``: the value
+            is a :class:`~.value_iteration.GridValueIteration` read out at the agent's cell, and
+            the prior also reads its 3x3 value patch around the agent. ``vin`` needs
+            ``agent_channel``. No correction head on the torso is added to that value: with
+            bootstrapped targets a free linear head inflated the values without bound.
+        agent_channel: observation channel marking the agent (``vin`` only).
+        vin_channels: channels of the value-iteration network's per-cell conv.
+        vin_iterations: its rounds of value iteration (0: ``H * W // 2``).
+        discount: its per-move discount (the planner's).
     """
 
     def __init__(
@@ -54,22 +64,40 @@ class PlannerNet(nn.Module):
         conv_layers: int,
         hidden: int,
         centre_channel: int = -1,
+        value_net: str = "conv",
+        agent_channel: int = -1,
+        vin_channels: int = 16,
+        vin_iterations: int = 0,
+        discount: float = 0.97,
     ) -> None:
         super().__init__()
         high = np.asarray(observation_space.high, dtype=np.float64)
         scale = 1.0 / max(float(high.max()) if np.isfinite(high).all() else 1.0, 1.0)
-        self.torso = GridTorso(image_shape(observation_space), hidden, channels, conv_layers, centre_channel, scale)
-        self.policy = nn.Linear(hidden, num_actions)
-        self.value = nn.Linear(hidden, 1)
+        shape = image_shape(observation_space)
+        self.torso = GridTorso(shape, hidden, channels, conv_layers, centre_channel, scale)
+        self.vin = (
+            GridValueIteration(shape, agent_channel, vin_channels, vin_iterations, discount, scale)
+            if value_net == "vin"
+            else None
+        )
+        self.policy = nn.Linear(hidden + (PATCH if self.vin is not None else 0), num_actions)
+        self.value = nn.Linear(hidden, 1) if self.vin is None else None
         self.reward = nn.Linear(hidden, 1)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.torso(obs)
 
+    def reward_of_features(self, feat: torch.Tensor) -> torch.Tensor:
+        """(n,) reward model on torso features (the reward head reads nothing else)."""
+        return self.reward(feat).squeeze(-1)
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features (n, hidden), logits (n, A), value (n,), reward (n,))``."""
         feat = self.features(obs)
-        return feat, self.policy(feat), self.value(feat).squeeze(-1), self.reward(feat).squeeze(-1)
+        if self.vin is None:
+            return feat, self.policy(feat), self.value(feat).squeeze(-1), self.reward_of_features(feat)
+        vin_value, patch = self.vin(obs)
+        return feat, self.policy(torch.cat([feat, patch], dim=1)), vin_value, self.reward_of_features(feat)
 
     def init_weights(self, generator: torch.Generator) -> None:
         """Kaiming-uniform torso from ``generator`` (never the global RNG); zero head outputs."""
@@ -77,6 +105,8 @@ class PlannerNet(nn.Module):
             if isinstance(module, nn.Conv2d | nn.Linear):
                 nn.init.kaiming_uniform_(module.weight, nonlinearity="relu", generator=generator)
                 nn.init.zeros_(module.bias)
-        for head in (self.policy, self.value, self.reward):
+        for head in (h for h in (self.policy, self.value, self.reward) if h is not None):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        if self.vin is not None:
+            self.vin.init_weights(generator)

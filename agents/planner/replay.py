@@ -16,7 +16,11 @@ native envs) the regression optimum is unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from misgen.agents.planner.mcts import StateRows
 
 
 def lambda_returns(
@@ -58,9 +62,21 @@ def lambda_returns(
 
 
 class Replay:
-    """Fixed-capacity FIFO of transitions, sampled uniformly."""
+    """Fixed-capacity FIFO of transitions, sampled uniformly.
 
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: np.dtype, num_actions: int) -> None:
+    With ``state_template`` (a BatchState of the env's core) each transition also keeps the env
+    state the search ran from, so that value targets can be recomputed from the model at update
+    time (see ``PlannerConfig.value_target``).
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        num_actions: int,
+        state_template: Any = None,
+    ) -> None:
         self.capacity = capacity
         self.obs = np.zeros((capacity, *obs_shape), obs_dtype)
         self.policy = np.zeros((capacity, num_actions), np.float32)
@@ -68,16 +84,27 @@ class Replay:
         self.arrival = np.zeros((capacity, *obs_shape), obs_dtype)
         self.reward = np.zeros(capacity, np.float32)
         self.rewarded = np.zeros(capacity, bool)
+        self.states = StateRows(state_template, capacity) if state_template is not None else None
         self.size = 0
         self.cursor = 0
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs: np.ndarray, policy: np.ndarray, value: np.ndarray, arrival: np.ndarray, reward: np.ndarray) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        policy: np.ndarray,
+        value: np.ndarray,
+        arrival: np.ndarray,
+        reward: np.ndarray,
+        states: Any = None,
+    ) -> None:
         """Append ``n`` transitions (the oldest are overwritten once full)."""
         n = len(obs)
         rows = (self.cursor + np.arange(n)) % self.capacity
+        if self.states is not None:
+            self.states.put_rows(rows, states)
         self.obs[rows] = obs
         self.policy[rows] = policy
         self.value[rows] = value
@@ -87,7 +114,9 @@ class Replay:
         self.cursor = int((self.cursor + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
 
-    def sample(self, batch: int, rng: np.random.Generator, reward_balance: float = 0.0) -> dict[str, np.ndarray]:
+    def sample(
+        self, batch: int, rng: np.random.Generator, reward_balance: float = 0.0
+    ) -> dict[str, np.ndarray]:
         """A uniform batch for the policy/value heads and a (skewed) batch for the reward model."""
         idx = rng.integers(0, self.size, size=batch)
         ridx = rng.integers(0, self.size, size=batch)
@@ -96,10 +125,13 @@ class Replay:
             pool = np.flatnonzero(self.rewarded[: self.size])
             if len(pool):
                 ridx[:skewed] = pool[rng.integers(0, len(pool), size=skewed)]
-        return {
+        out = {
             "obs": self.obs[idx],
             "policy": self.policy[idx],
             "value": self.value[idx],
             "arrival": self.arrival[ridx],
             "reward": self.reward[ridx],
         }
+        if self.states is not None:
+            out["state"] = self.states.get_rows(idx)
+        return out

@@ -2,7 +2,8 @@
 
 A *decision* is one action chosen for one env by a full search from its current state (with
 ``num_simulations`` = ``act_simulations`` = 16 or 64). The planner is built with its default
-config otherwise (the ``small`` network, untrained: search cost does not depend on the weights)
+config for the env otherwise (the ``small`` network, untrained: search cost depends on the weights
+only through the value-iteration network's early stop, which an untrained one reaches sooner)
 and acts with ``act`` on the env's ``train`` split, exactly as evaluation
 does, at batch 1 (latency of a single env) and at the default ``num_envs`` (batched search).
 The planner runs its network with ``config.threads`` torch threads (1 by default, whatever the
@@ -33,10 +34,11 @@ def planner_decision_rows(
         return []
     cls = get_agent("planner")
     default = cls.Config()
+    from misgen.configs import build_config
     rows = []
     for sims in SIMULATIONS:
         for batch in batches or (1, default.num_envs):
-            config = cls.Config(num_simulations=sims, act_simulations=sims)
+            config = build_config(cls.Config, cls.env_defaults(spec), {"search.num_simulations": str(sims), "act_simulations": str(sims)}, "agent 'planner'")
             env = spec.make("train", batch, 0)
             try:
                 agent = cls(config, env.single_observation_space, env.single_action_space, 0)
