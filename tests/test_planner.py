@@ -3,6 +3,7 @@ switch, lambda-returns, save/load, determinism, errors, and a short training smo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import types
 from dataclasses import dataclass
@@ -222,7 +223,7 @@ def _maze_states_near_cheese(distance: int, n: int = 24):
             keep.append(i)
             agent.append(cells[0])
     state = state.take(np.array(keep))
-    state = type(state)(state.walls, np.array(agent), state.cheese, state.reached, state.t, state.level_seed)
+    state = dataclasses.replace(state, agent=np.array(agent))
     return env.core, state
 
 
@@ -258,7 +259,8 @@ def test_tree_is_scored_with_the_learned_reward_not_the_true_one():
     """A reward model that wants the corner steers the learned planner to the corner; the true-reward
     control still goes to the cheese."""
     core, state = _maze_states_near_cheese(2)
-    corner = core.corner
+    corner = state.corner[0]
+    state = state.take(np.flatnonzero((state.corner == corner).all(axis=1)))  # one maze size: one corner
 
     def corner_reward(obs):
         return 10.0 * obs[:, 1, corner[0], corner[1]].astype(float)
@@ -275,7 +277,7 @@ def test_tree_is_scored_with_the_learned_reward_not_the_true_one():
     for i in np.flatnonzero(~near):
         dist = distance_field(targets[i : i + 1], ~walls[i : i + 1])[0]
         agent[i] = np.argwhere(dist == 2)[0]
-    state = type(state)(walls, agent, state.cheese, state.reached, state.t, state.level_seed)
+    state = dataclasses.replace(state, agent=agent)
     cfg = SearchConfig(num_simulations=48, rule="gumbel", reward_source="learned", discount=0.97)
     learned = search(core, state, _zero_evaluator(corner_reward), cfg, noise=False)
     np.testing.assert_array_equal(learned.action, core.oracle_actions(state, "top-right-corner"))
@@ -514,7 +516,7 @@ def _maze_batch(split: str, n: int, size: int, seed: int):
         cells = np.argwhere(~st.walls[i])
         cells = cells[(cells != st.cheese[i]).any(axis=1)]
         agent.append(cells[rng.integers(len(cells))])
-    st = type(st)(st.walls, np.stack(agent), st.cheese, st.reached, st.t, st.level_seed)
+    st = dataclasses.replace(st, agent=np.stack(agent))
     return env.core, st
 
 

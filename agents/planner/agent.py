@@ -215,6 +215,9 @@ class PlannerAgent(Agent):
     Config = PlannerConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     default_steps = 300_000
+    eval_points: ClassVar[int] = 3
+    """Bonus-free evaluations on the training curve: each is a search per step of every episode, so
+    far dearer than for PPO or Dreamer; three points still show where the curve is going."""
     vin_envs: ClassVar[tuple[str, ...]] = ("maze-cheese",)
     """Envs where ``value_net="vin"`` is the default: those where it was measured to make the
     planner competent. Other grid envs (keys and chests, where value depends on what is held)
@@ -328,25 +331,17 @@ class PlannerAgent(Agent):
         segment into targets (search policies, bonus excluded; TD(lambda) returns of the true
         rewards bootstrapped per ``value_bootstrap``; arrival rewards), appends them to the replay and runs ``num_envs * unroll * replay_ratio /
         batch_size`` updates. The replay is not checkpointed: ``--resume`` refills it with the
-        loaded networks before updating again. On Ctrl-C the weights and counters roll back to
-        the last completed update phase and the interrupt propagates.
+        loaded networks before updating again. Ctrl-C rollback is the harness's
+        (:mod:`misgen.train`): it restores the agent as of its last report before saving.
         """
         require_core(env, need_state=False)
         if env.num_envs != self.config.num_envs:
             raise MisgenError(f"planner was configured for num_envs={self.config.num_envs}, got an env with {env.num_envs}")
-        self._snapshot = self._take_snapshot()
         try:
             with torch_threads(self.config.threads):
                 self._learn(env, ctx)
-        except KeyboardInterrupt:
-            self.load_tensors(self._snapshot[0])
-            self.load_state_json(self._snapshot[1])
-            raise
         finally:
             self.net.eval()
-
-    def _take_snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        return {k: v.clone() for k, v in self.tensors().items()}, self.state_json()
 
     def _learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
         c = self.config
@@ -378,7 +373,6 @@ class PlannerAgent(Agent):
                     owed -= 1.0
                     _accumulate(sums, counts, self._update(replay.sample(c.batch_size, rng, c.reward_balance)))
                 self.net.eval()
-            self._snapshot = self._take_snapshot()
             if self.steps_done >= next_report or self.steps_done >= ctx.total_steps:
                 elapsed = max(time.monotonic() - clock, 1e-9)
                 metrics = {k: sums[k] / counts[k] for k in sums}
