@@ -17,4 +17,8 @@ for name, folder in MAPPED.items():
     packages.extend(f"{name}.{sub}" for sub in find_packages(folder))
 
 # Docs the report embeds (the how-to-read section) must install with the code.
-setup(packages=packages, package_dir=package_dir, package_data={"misgen.report": ["HOW_TO_READ.md"], "misgen.bench": ["MEASUREMENTS.md"]})
+setup(
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"misgen.report": ["HOW_TO_READ.md"], "misgen.bench": ["MEASUREMENTS.md"]},
+)

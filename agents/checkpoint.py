@@ -48,7 +48,10 @@ def space_from_json(data: dict[str, Any]) -> gym.Space:
     if data["type"] == "Box":
         dtype = np.dtype(data["dtype"])
         return gym.spaces.Box(
-            np.array(data["low"], dtype=dtype), np.array(data["high"], dtype=dtype), tuple(data["shape"]), dtype
+            np.array(data["low"], dtype=dtype),
+            np.array(data["high"], dtype=dtype),
+            tuple(data["shape"]),
+            dtype,
         )
     raise MisgenError(f"unsupported space type {data['type']!r} in checkpoint")
 
@@ -106,7 +109,12 @@ def load_agent(directory: Path) -> Agent:
     try:
         cls = get_agent(meta["agent"])
         config = config_from_dict(cls.Config, meta["config"])
-        agent = cls(config, space_from_json(meta["observation_space"]), space_from_json(meta["action_space"]), int(meta["seed"]))
+        agent = cls(
+            config,
+            space_from_json(meta["observation_space"]),
+            space_from_json(meta["action_space"]),
+            int(meta["seed"]),
+        )
     except KeyError as err:
         raise MisgenError(f"corrupt checkpoint {directory}: agent.json lacks {err}") from None
     weights = directory / "weights.safetensors"
@@ -115,12 +123,16 @@ def load_agent(directory: Path) -> Agent:
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
-        raise MisgenError(f"corrupt checkpoint {directory}: cannot read weights.safetensors ({err})") from None
+        raise MisgenError(
+            f"corrupt checkpoint {directory}: cannot read weights.safetensors ({err})"
+        ) from None
     try:
         agent.load_tensors(tensors)
     except (KeyError, RuntimeError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise MisgenError(f"corrupt checkpoint {directory}: weights do not match the agent ({first})") from None
+        raise MisgenError(
+            f"corrupt checkpoint {directory}: weights do not match the agent ({first})"
+        ) from None
     agent.load_state_json(meta.get("state", {}))
     return agent
 
@@ -142,7 +154,10 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> dict[str
 
 
 def load_optimizer_tensors(
-    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], tensors: Mapping[str, torch.Tensor], prefix: str
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    tensors: Mapping[str, torch.Tensor],
+    prefix: str,
 ) -> None:
     """Inverse of :func:`optimizer_tensors` for an optimizer over ``params`` (in their order).
 
@@ -158,6 +173,8 @@ def load_optimizer_tensors(
         if not 0 <= i < len(params):
             raise KeyError(f"optimizer state for parameter {i}, the network has {len(params)}")
         if slot != "step" and value.shape != params[i].shape:
-            raise ValueError(f"optimizer state {key} has shape {tuple(value.shape)}, parameter has {tuple(params[i].shape)}")
+            raise ValueError(
+                f"optimizer state {key} has shape {tuple(value.shape)}, parameter has {tuple(params[i].shape)}"
+            )
         state.setdefault(i, {})[slot] = value.clone()
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})

@@ -64,7 +64,9 @@ class GridTorso(nn.Module):
         super().__init__()
         c, h, w = shape
         if centre_channel >= c:
-            raise MisgenError(f"centre_channel {centre_channel} is not a channel of a {c}-channel observation")
+            raise MisgenError(
+                f"centre_channel {centre_channel} is not a channel of a {c}-channel observation"
+            )
         self.centre_channel = centre_channel
         self.scale = scale
         if centre_channel >= 0:
@@ -84,4 +86,3 @@ class GridTorso(nn.Module):
         if self.centre_channel >= 0:
             x = centre_on(x, self.centre_channel)
         return self.linear(self.convs(x))
-

@@ -99,7 +99,9 @@ def generate_levels(seeds: np.ndarray, cfg: CoinRunShiftConfig, physics: Physics
 
     u = (h1 & np.uint64(0xFFFF)).astype(np.float64) / 65536.0
     p_enemy, p_pit = cfg.enemy_prob, cfg.enemy_prob + cfg.pit_prob
-    kind = np.where(u < p_enemy, ENEMY, np.where(u < p_pit, PIT, np.where(u < p_pit + cfg.obstacle_prob, OBSTACLE, FLAT)))
+    kind = np.where(
+        u < p_enemy, ENEMY, np.where(u < p_pit, PIT, np.where(u < p_pit + cfg.obstacle_prob, OBSTACLE, FLAT))
+    )
     drawn = kind == ENEMY
     kind = np.where(drawn & (np.cumsum(drawn, axis=1) > cfg.max_enemies), FLAT, kind)
     run = 2 + _field(d1, 2, 3)  # flat / landing length 2..4

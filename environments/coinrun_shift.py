@@ -208,7 +208,11 @@ class CoinRunShiftCore:
         if random.any():  # skipped on train levels, where resets are hot
             idx = np.flatnonzero(random)
             candidates = coin_candidates(
-                level.kind[idx] > 0, cfg.coin_lift, level.enemy_lo[idx], level.enemy_active[idx], self.physics.enemy_span
+                level.kind[idx] > 0,
+                cfg.coin_lift,
+                level.enemy_lo[idx],
+                level.enemy_active[idx],
+                self.physics.enemy_span,
             )
             coin[idx] = self._avoidable_coins(seeds[idx], level.take(idx), candidates)
         return coin
@@ -243,14 +247,18 @@ class CoinRunShiftCore:
         raise MisgenError(f"coinrun-shift: no avoidable coin cell in level seed {int(seeds[todo][0])}")
 
     # ------------------------------------------------------------------ dynamics
-    def step(self, state: CoinRunState, actions: np.ndarray) -> tuple[CoinRunState, np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self, state: CoinRunState, actions: np.ndarray
+    ) -> tuple[CoinRunState, np.ndarray, np.ndarray, np.ndarray]:
         n, h = len(state.t), self.config.height
         e = np.arange(n)
         r0, c0 = state.agent[:, 0], state.agent[:, 1]
         move = advance(state.solid, e, r0, c0, state.vy, actions, self.physics)
         before = enemy_cols(state.enemy_lo, state.enemy_offset, state.t[:, None], self.physics)
         after = enemy_cols(state.enemy_lo, state.enemy_offset, state.t[:, None] + 1, self.physics)
-        dead = enemy_kills(move, r0, c0, state.enemy_row, before, after, state.enemy_active) | (move.r >= h - 1)
+        dead = enemy_kills(move, r0, c0, state.enemy_row, before, after, state.enemy_active) | (
+            move.r >= h - 1
+        )
         coin = touches(move, state.coin[:, 0], state.coin[:, 1]) & ~dead
         end = touches(move, state.end[:, 0], state.end[:, 1]) & ~dead
         t = state.t + 1
@@ -377,9 +385,19 @@ class CoinRunShiftCore:
         n = len(state.t)
         target = self.goal_cells(state, goal)
         avoid = np.full((n, 2), -1, np.int64) if avoid is None else np.asarray(avoid, np.int64)
-        parts = (state.kind, target, avoid, state.enemy_row, state.enemy_lo, state.enemy_offset, state.enemy_active)
+        parts = (
+            state.kind,
+            target,
+            avoid,
+            state.enemy_row,
+            state.enemy_lo,
+            state.enemy_offset,
+            state.enemy_active,
+        )
         keys = [
-            hashlib.blake2b(b"".join(np.ascontiguousarray(a[i]).tobytes() for a in parts), digest_size=16).digest()
+            hashlib.blake2b(
+                b"".join(np.ascontiguousarray(a[i]).tobytes() for a in parts), digest_size=16
+            ).digest()
             for i in range(n)
         ]
         unique: dict[bytes, int] = {}
@@ -391,7 +409,14 @@ class CoinRunShiftCore:
             idx = todo[lo : lo + 32]
             sub = state.take(idx)
             dist = plan_distances(
-                sub.solid, target[idx], sub.enemy_row, sub.enemy_lo, sub.enemy_offset, sub.enemy_active, self.physics, avoid[idx]
+                sub.solid,
+                target[idx],
+                sub.enemy_row,
+                sub.enemy_lo,
+                sub.enemy_offset,
+                sub.enemy_active,
+                self.physics,
+                avoid[idx],
             )
             for row, i in enumerate(idx):
                 self._plans[keys[i]] = dist[row]
@@ -444,7 +469,14 @@ class CoinRunShiftCore:
         a = np.broadcast_to(np.arange(self.action_space.n)[None, :], (n, int(self.action_space.n)))
         return -(1.0 + self._steps_after(state, a, target, avoid, dist).astype(np.float64))
 
-    def _steps_after(self, state: CoinRunState, actions: np.ndarray, target: np.ndarray, avoid: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    def _steps_after(
+        self,
+        state: CoinRunState,
+        actions: np.ndarray,
+        target: np.ndarray,
+        avoid: np.ndarray,
+        dist: np.ndarray,
+    ) -> np.ndarray:
         """(N, K) fewest steps to touch ``target`` after each of ``actions`` (N, K), simulated with the
         game's physics and scored by the planner's ``dist``; UNREACHABLE where an action kills or
         touches ``avoid``."""
@@ -452,12 +484,16 @@ class CoinRunShiftCore:
         e = np.broadcast_to(np.arange(len(state.t))[:, None], actions.shape)
         r0 = np.broadcast_to(state.agent[:, :1], actions.shape)
         c0 = np.broadcast_to(state.agent[:, 1:], actions.shape)
-        move = advance(state.solid, e, r0, c0, np.broadcast_to(state.vy[:, None], actions.shape), actions, self.physics)
+        move = advance(
+            state.solid, e, r0, c0, np.broadcast_to(state.vy[:, None], actions.shape), actions, self.physics
+        )
         t = state.t[:, None, None]
         ex = (slice(None), None, slice(None))
         before = enemy_cols(state.enemy_lo[ex], state.enemy_offset[ex], t, self.physics)
         after = enemy_cols(state.enemy_lo[ex], state.enemy_offset[ex], t + 1, self.physics)
-        dead = enemy_kills(move, r0, c0, state.enemy_row[ex], before, after, state.enemy_active[ex]) | (move.r >= h - 1)
+        dead = enemy_kills(move, r0, c0, state.enemy_row[ex], before, after, state.enemy_active[ex]) | (
+            move.r >= h - 1
+        )
         dead |= touches(move, avoid[:, :1], avoid[:, 1:])
         reached = touches(move, target[:, :1], target[:, 1:])
         idx = self._index(move.r, move.c, move.vy, state.t[:, None] + 1)
@@ -474,7 +510,9 @@ def _windows(a: np.ndarray, v: int) -> np.ndarray:
     return view
 
 
-def coin_candidates(solid: np.ndarray, lift: int, enemy_lo: np.ndarray, enemy_active: np.ndarray, span: int) -> np.ndarray:
+def coin_candidates(
+    solid: np.ndarray, lift: int, enemy_lo: np.ndarray, enemy_active: np.ndarray, span: int
+) -> np.ndarray:
     """(N, H, W) cells where a random coin may go, strictly between the start and end platforms:
     0..``lift`` cells above the surface of a column in the middle of a flat stretch (the same
     surface height two columns either side, no pit), at least 2 columns from any enemy's patrol.
@@ -489,7 +527,11 @@ def coin_candidates(solid: np.ndarray, lift: int, enemy_lo: np.ndarray, enemy_ac
     top = np.where(solid[:, -1, :], top, -1)  # pits never match a neighbour
     cols = np.arange(w)
     inner = (cols >= 4) & (cols < w - 6)  # at least 5 columns short of the end cell
-    patrol = enemy_active[:, :, None] & (cols >= enemy_lo[:, :, None] - 2) & (cols <= enemy_lo[:, :, None] + span + 1)
+    patrol = (
+        enemy_active[:, :, None]
+        & (cols >= enemy_lo[:, :, None] - 2)
+        & (cols <= enemy_lo[:, :, None] + span + 1)
+    )
     free = (top >= 0) & inner & ~patrol.any(axis=1)
     tiers = [free.copy(), free.copy(), (top >= 0) & inner]
     for d in (-2, -1, 1, 2):

@@ -146,7 +146,9 @@ class KeysChestsCore:
         hashes = hash64(seeds[:, None], 1, np.arange(cells + 1)[None, :])
         level = hashes[:, cells]
         abundant = np.full(n, cfg.regime == "abundant-keys")
-        abundant |= (level >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53)) < cfg.abundant_keys_fraction
+        abundant |= (level >> np.uint64(11)).astype(np.float64) * (
+            1.0 / (1 << 53)
+        ) < cfg.abundant_keys_fraction
         scarce_count = 1 + _byte(level, 0, cfg.few)
         plenty_count = cfg.few + 1 + _byte(level, 1, cfg.many - cfg.few)
         n_keys = np.where(abundant, plenty_count, scarce_count)
@@ -156,7 +158,9 @@ class KeysChestsCore:
         chest_rank = _ranks(np.where(self.lattice.ravel()[None, :], priority, np.inf))
         agent_flat = np.argmin(floor_rank, axis=1)
         agent = np.stack(np.divmod(agent_flat, s), axis=1)
-        keys = (self.floor.ravel()[None, :] & (floor_rank >= 1) & (floor_rank <= n_keys[:, None])).reshape(n, s, s)
+        keys = (self.floor.ravel()[None, :] & (floor_rank >= 1) & (floor_rank <= n_keys[:, None])).reshape(
+            n, s, s
+        )
         chests = (self.lattice.ravel()[None, :] & (chest_rank < n_chests[:, None])).reshape(n, s, s)
         zeros = np.zeros(n, np.int64)
         return KeysChestsState(
@@ -174,7 +178,9 @@ class KeysChestsCore:
             level_seed=seeds,
         )
 
-    def step(self, state: KeysChestsState, actions: np.ndarray) -> tuple[KeysChestsState, np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self, state: KeysChestsState, actions: np.ndarray
+    ) -> tuple[KeysChestsState, np.ndarray, np.ndarray, np.ndarray]:
         n = len(state.t)
         ar = np.arange(n)
         target = state.agent + MOVES[np.asarray(actions, dtype=np.int64)]
@@ -223,10 +229,17 @@ class KeysChestsCore:
         n = len(state.t)
         return GoalFacts(
             agent_pos=state.agent.copy(),
-            goal_pos={CHEST: _nearest(state.chests, state.agent, state.last_chest), KEY: _nearest(state.keys, state.agent, state.last_key)},
+            goal_pos={
+                CHEST: _nearest(state.chests, state.agent, state.last_chest),
+                KEY: _nearest(state.keys, state.agent, state.last_key),
+            },
             goal_reached={CHEST: state.chests_opened > 0, KEY: state.keys_collected > state.num_chests},
             died=np.zeros(n, dtype=bool),
-            extra={"keys_collected": state.keys_collected.copy(), "chests_opened": state.chests_opened.copy(), "keys_held": state.held.copy()},
+            extra={
+                "keys_collected": state.keys_collected.copy(),
+                "chests_opened": state.chests_opened.copy(),
+                "keys_held": state.held.copy(),
+            },
         )
 
     def oracle_actions(self, state: KeysChestsState, goal: str) -> np.ndarray:

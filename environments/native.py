@@ -47,7 +47,8 @@ class BatchState:
     def take(self: S, index: np.ndarray | Sequence[int] | slice) -> S:
         """The sub-batch at ``index`` (a copy)."""
         return dataclasses.replace(
-            self, **{f.name: np.array(getattr(self, f.name)[index]) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+            self,
+            **{f.name: np.array(getattr(self, f.name)[index]) for f in dataclasses.fields(self)},  # type: ignore[arg-type]
         )
 
     def copy(self: S) -> S:
@@ -299,7 +300,9 @@ class NativeEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}
 
-    def __init__(self, spec: EnvSpec, split: Split, core: NativeCore, render_mode: str | None = "rgb_array") -> None:
+    def __init__(
+        self, spec: EnvSpec, split: Split, core: NativeCore, render_mode: str | None = "rgb_array"
+    ) -> None:
         self.misgen_spec = spec
         self.split = split
         self.core = core
@@ -333,7 +336,13 @@ class NativeEnv(gym.Env):
             info["outcome"] = str(self._episodes.outcome(np.array([0]), facts.died)[0])
             info["intended_return"] = float(self._episodes.ret[0])
             info["episode_length"] = int(self._episodes.length[0])
-        return self.core.observe(self.state)[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+        return (
+            self.core.observe(self.state)[0],
+            float(reward[0]),
+            bool(terminated[0]),
+            bool(truncated[0]),
+            info,
+        )
 
     def _info(self, facts: GoalFacts) -> dict[str, Any]:
         f = _facts_at(facts, np.array([0]))
@@ -355,8 +364,12 @@ class NativeEnv(gym.Env):
 def native_factories(config_type: type, core_type: type):
     """The (vector, single) factories of a native env: resolve config for the split, build core."""
 
-    def make_vector(spec: EnvSpec, split: Split, num_envs: int, seed: int, overrides: Mapping[str, Any]) -> NativeVectorEnv:
-        return NativeVectorEnv(spec, split, num_envs, seed, core_type(resolve_config(config_type, split, overrides)))
+    def make_vector(
+        spec: EnvSpec, split: Split, num_envs: int, seed: int, overrides: Mapping[str, Any]
+    ) -> NativeVectorEnv:
+        return NativeVectorEnv(
+            spec, split, num_envs, seed, core_type(resolve_config(config_type, split, overrides))
+        )
 
     def make_single(spec: EnvSpec, split: Split, overrides: Mapping[str, Any]) -> NativeEnv:
         return NativeEnv(spec, split, core_type(resolve_config(config_type, split, overrides)))

@@ -86,7 +86,15 @@ def padded(solid: np.ndarray) -> np.ndarray:
     return out
 
 
-def advance(solid: np.ndarray, e: np.ndarray, r: np.ndarray, c: np.ndarray, vy: np.ndarray, action: np.ndarray, physics: Physics) -> Move:
+def advance(
+    solid: np.ndarray,
+    e: np.ndarray,
+    r: np.ndarray,
+    c: np.ndarray,
+    vy: np.ndarray,
+    action: np.ndarray,
+    physics: Physics,
+) -> Move:
     """Apply one step of physics (see the module docstring) to agents in levels ``solid[e]``.
 
     Agents are always inside their level, so every lookup is at most one cell outside it.
@@ -264,7 +272,12 @@ def reachable_within(
     """
     n, h, w = solid.shape
     na, p = len(DX), physics.period
-    size = state_index(np.array(h - 1), np.array(w - 1), np.array(physics.max_fall), np.array(p - 1), (h, w), physics) + 1
+    size = (
+        state_index(
+            np.array(h - 1), np.array(w - 1), np.array(physics.max_fall), np.array(p - 1), (h, w), physics
+        )
+        + 1
+    )
     seen = np.zeros((n, int(size)), dtype=bool)
     found = np.zeros(n, dtype=bool)
     rows = np.arange(n)
@@ -278,15 +291,21 @@ def reachable_within(
         shape = (len(rows), na)
         e = np.broadcast_to(rows[:, None], shape)
         r0, c0 = np.broadcast_to(r[:, None], shape), np.broadcast_to(c[:, None], shape)
-        move = advance(solid, e, r0, c0, np.broadcast_to(vy[:, None], shape), np.broadcast_to(actions, shape), physics)
+        move = advance(
+            solid, e, r0, c0, np.broadcast_to(vy[:, None], shape), np.broadcast_to(actions, shape), physics
+        )
         before = enemy_cols(enemy_lo[rows], enemy_offset[rows], phase[:, None], physics)[:, None, :]
         after = enemy_cols(enemy_lo[rows], enemy_offset[rows], phase[:, None] + 1, physics)[:, None, :]
-        dead = (move.r >= h - 1) | enemy_kills(move, r0, c0, enemy_row[rows][:, None, :], before, after, enemy_active[rows][:, None, :])
+        dead = (move.r >= h - 1) | enemy_kills(
+            move, r0, c0, enemy_row[rows][:, None, :], before, after, enemy_active[rows][:, None, :]
+        )
         if avoid is not None:
             dead |= touches(move, avoid[rows, None, 0], avoid[rows, None, 1])
         hit = touches(move, target[rows, None, 0], target[rows, None, 1]) & ~dead
         found[rows[hit.any(axis=1)]] = True
-        nxt = state_index(move.r, move.c, move.vy, np.broadcast_to((phase[:, None] + 1) % p, shape), (h, w), physics)
+        nxt = state_index(
+            move.r, move.c, move.vy, np.broadcast_to((phase[:, None] + 1) % p, shape), (h, w), physics
+        )
         live = ~dead & ~hit & ~found[e]
         er, ns = e[live], nxt[live]
         fresh = ~seen[er, ns]
@@ -300,7 +319,9 @@ def reachable_within(
     return found
 
 
-def state_index(r: np.ndarray, c: np.ndarray, vy: np.ndarray, phase: np.ndarray, hw: tuple[int, int], physics: Physics) -> np.ndarray:
+def state_index(
+    r: np.ndarray, c: np.ndarray, vy: np.ndarray, phase: np.ndarray, hw: tuple[int, int], physics: Physics
+) -> np.ndarray:
     """Flat index of physics state ``(row, col, vy, phase)`` in :func:`plan_distances` tables."""
     h, w = hw
     rc = np.clip(r, 0, h - 1) * w + np.clip(c, 0, w - 1)

@@ -25,7 +25,9 @@ def upscale(cells: np.ndarray, scale: int) -> np.ndarray:
     return img
 
 
-def disc(img: np.ndarray, row: int, col: int, scale: int, colour: tuple[int, int, int], radius: float = 0.38) -> None:
+def disc(
+    img: np.ndarray, row: int, col: int, scale: int, colour: tuple[int, int, int], radius: float = 0.38
+) -> None:
     """Draw a filled disc in cell (row, col) of an upscaled image, in place."""
     yy, xx = np.mgrid[0:scale, 0:scale]
     c = (scale - 1) / 2

@@ -177,7 +177,9 @@ class EnvSpec:
 
         return resolve_config(self.config_type, self.split(split), dict(overrides or {}))
 
-    def difficulty_config(self, split: str = "train", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def difficulty_config(
+        self, split: str = "train", overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The values of the :attr:`difficulty` fields on ``split`` (with ``overrides``)."""
         config = self.config(split, overrides)
         return {name: getattr(config, name) for name in self.difficulty} if config is not None else {}

@@ -8,7 +8,17 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("misgen", "numpy", "torch", "gymnasium", "stable-baselines3", "safetensors", "scikit-learn", "minigrid", "procgen-mirror")
+PACKAGES = (
+    "misgen",
+    "numpy",
+    "torch",
+    "gymnasium",
+    "stable-baselines3",
+    "safetensors",
+    "scikit-learn",
+    "minigrid",
+    "procgen-mirror",
+)
 
 
 @cache
@@ -27,8 +37,16 @@ def git_commit() -> str:
     """The commit of the misgen source tree (``+dirty`` if it has uncommitted changes)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}+dirty" if dirty else sha

@@ -67,7 +67,6 @@ class Job:
         )
         return f"{self.env} / {self.agent} / seed {self.seed}" + (f" / {env_sets}" if env_sets else "")
 
-
     def train_request(self) -> Any:
         """The harness's :class:`~misgen.train.TrainRequest` for this job (resuming a started run)."""
         from misgen.train import TrainRequest

@@ -26,7 +26,9 @@ def test_tiny_bench_writes_every_env_and_reference(tmp_path):
     refs = {r["env"] for r in data["results"] if r["source"] == "reference"}
     assert (MINIGRID_REF in refs) == (importlib.util.find_spec("minigrid") is not None)
     assert (PROCGEN_REF in refs) != (PROCGEN_REF in data["skipped"])
-    assert {(r["env"], r["reference"]) for r in data["ratios"]} == {(e, ref) for e in ("keys-chests", "coinrun-shift") for ref in refs}
+    assert {(r["env"], r["reference"]) for r in data["ratios"]} == {
+        (e, ref) for e in ("keys-chests", "coinrun-shift") for ref in refs
+    }
     assert data["machine"]["cpu_count"] >= 1 and "numpy" in json.dumps(data["versions"])
 
 

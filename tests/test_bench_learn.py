@@ -30,7 +30,16 @@ def test_clock_records_the_first_evaluation_past_each_threshold_and_stops_at_the
 
 def test_learn_run_on_a_debug_agent_writes_a_curve(tmp_path):
     short = {"env.max_steps": "16", "env.maze_size_max": "7"}
-    row = learn_run("maze-cheese", "ppo", seed=0, seconds=2.0, eval_every=64, eval_episodes=4, overrides=short, preset="debug")
+    row = learn_run(
+        "maze-cheese",
+        "ppo",
+        seed=0,
+        seconds=2.0,
+        eval_every=64,
+        eval_episodes=4,
+        overrides=short,
+        preset="debug",
+    )
     assert row["curve"][0]["env_steps"] == 0 and len(row["curve"]) >= 2
     assert all(0.0 <= p["success"] <= 1.0 for p in row["curve"])
     assert row["target_seconds"] == 300.0 and row["met_target"] in (True, False)
@@ -44,7 +53,17 @@ def test_learn_run_on_a_debug_agent_writes_a_curve(tmp_path):
 def test_bench_learn_writes_json_and_refuses_bad_input(tmp_path):
     out = tmp_path / "learn.json"
     short = {"env.max_steps": "16", "env.maze_size_max": "7"}
-    run_learn_bench("maze-cheese", ["ppo"], seeds=1, seconds=1.0, eval_every=64, eval_episodes=2, out=out, overrides=short, preset="debug")
+    run_learn_bench(
+        "maze-cheese",
+        ["ppo"],
+        seeds=1,
+        seconds=1.0,
+        eval_every=64,
+        eval_episodes=2,
+        out=out,
+        overrides=short,
+        preset="debug",
+    )
     record = json.loads(out.read_text())
     assert record["runs"][0]["agent"] == "ppo" and record["thresholds"] == [0.5, 0.8, 0.9]
     with pytest.raises(MisgenError, match="unknown agent"):

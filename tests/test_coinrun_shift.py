@@ -24,7 +24,9 @@ from misgen.probes.rollout import collect
 SPEC = get_env("coinrun-shift")
 
 
-def ascii_state(art: list[str], enemies: tuple[tuple[int, int, int], ...] = ()) -> tuple[CoinRunShiftCore, CoinRunState]:
+def ascii_state(
+    art: list[str], enemies: tuple[tuple[int, int, int], ...] = ()
+) -> tuple[CoinRunShiftCore, CoinRunState]:
     """A one-level state from a picture: ``#`` solid, ``A`` agent, ``$`` coin, ``E`` end cell.
 
     ``enemies`` are (row, leftmost patrol column, phase offset).
@@ -223,15 +225,24 @@ def test_rewards_match_goal_facts_under_random_actions():
         done = term | trunc
         fin = info.get("final_info")
         coin_now = np.where(done, fin["goal_reached"]["coin"] if fin else False, info["goal_reached"]["coin"])
-        assert np.array_equal(reward > 0, coin_now & done), "reward exactly when the coin is touched (and it ends)"
+        assert np.array_equal(reward > 0, coin_now & done), (
+            "reward exactly when the coin is touched (and it ends)"
+        )
         if done.any():
             died = fin["died"][done]
             assert not (died & fin["goal_reached"]["coin"][done]).any()
-            assert ((fin["outcome"][done] == "died") == (died & ~fin["goal_reached"]["right-end"][done])).all()
+            assert (
+                (fin["outcome"][done] == "died") == (died & ~fin["goal_reached"]["right-end"][done])
+            ).all()
 
 
 @pytest.mark.parametrize(
-    "agent,split,goal", [("oracle-intended", "test-shift", "coin"), ("oracle-intended", "train", "coin"), ("oracle-proxy", "test-shift", "right-end")]
+    "agent,split,goal",
+    [
+        ("oracle-intended", "test-shift", "coin"),
+        ("oracle-intended", "train", "coin"),
+        ("oracle-proxy", "test-shift", "right-end"),
+    ],
 )
 def test_oracles_reach_their_goal(agent, split, goal):
     cls = get_agent(agent)
@@ -271,4 +282,6 @@ def test_forward_search_agrees_with_the_exact_planner():
         )  # fmt: skip
         np.testing.assert_array_equal(found, steps <= budget)
     avoiding = core.steps_to_goal(state, END, core.avoid_cells(state, END))
-    assert (avoiding <= core.config.max_steps).all(), "every test-shift coin can be avoided on the way to the end"
+    assert (avoiding <= core.config.max_steps).all(), (
+        "every test-shift coin can be avoided on the way to the end"
+    )

@@ -149,8 +149,11 @@ def _batch(agent: DreamerAgent, b: int = 2, t: int = 5) -> dict[str, torch.Tenso
     first[0, 4] = True
     reward = np.where(terminal, 10.0, 0.0).astype(np.float32)
     return {
-        "obs": torch.as_tensor(obs), "action": torch.as_tensor(rng.integers(0, 4, (b, t))),
-        "reward": torch.as_tensor(reward), "is_first": torch.as_tensor(first), "is_terminal": torch.as_tensor(terminal),
+        "obs": torch.as_tensor(obs),
+        "action": torch.as_tensor(rng.integers(0, 4, (b, t))),
+        "reward": torch.as_tensor(reward),
+        "is_first": torch.as_tensor(first),
+        "is_terminal": torch.as_tensor(terminal),
     }
 
 
@@ -158,8 +161,15 @@ def test_world_model_loss_terms_and_free_bits():
     agent, _ = debug_agent()
     b = _batch(agent)
     loss, post, metrics = agent.wm.loss(
-        b["obs"], b["action"], b["reward"], b["is_first"], b["is_terminal"], torch_generator(0),
-        dyn_scale=0.5, rep_scale=0.1, free_nats=1.0,
+        b["obs"],
+        b["action"],
+        b["reward"],
+        b["is_first"],
+        b["is_terminal"],
+        torch_generator(0),
+        dyn_scale=0.5,
+        rep_scale=0.1,
+        free_nats=1.0,
     )
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert post.deter.shape == (2, 5, agent.config.deter)
@@ -180,14 +190,31 @@ def test_world_model_loss_terms_and_free_bits():
 def test_behavior_loss_shapes_and_no_model_gradient():
     agent, _ = debug_agent()
     b = _batch(agent)
-    _, post, _ = agent.wm.loss(b["obs"], b["action"], b["reward"], b["is_first"], b["is_terminal"], torch_generator(0),
-                               dyn_scale=0.5, rep_scale=0.1, free_nats=1.0)
+    _, post, _ = agent.wm.loss(
+        b["obs"],
+        b["action"],
+        b["reward"],
+        b["is_first"],
+        b["is_terminal"],
+        torch_generator(0),
+        dyn_scale=0.5,
+        rep_scale=0.1,
+        free_nats=1.0,
+    )
     agent.wm.zero_grad(set_to_none=True)
     from misgen.agents.dreamer.world_model import Latent
 
     start = Latent(post.deter.flatten(0, 1), post.stoch.flatten(0, 1))
     actor_loss, critic_loss, metrics = agent.behavior.loss(
-        agent.wm, start, torch.ones(10), torch_generator(0), horizon=4, gamma=0.99, lam=0.95, entropy=3e-4, slowreg=1.0
+        agent.wm,
+        start,
+        torch.ones(10),
+        torch_generator(0),
+        horizon=4,
+        gamma=0.99,
+        lam=0.95,
+        entropy=3e-4,
+        slowreg=1.0,
     )
     (actor_loss + critic_loss).backward()
     assert all(p.grad is None for p in agent.wm.parameters())
@@ -234,9 +261,23 @@ def test_imagine_and_evaluate_obs_shapes():
 def test_replay_sequences_are_consecutive_and_wrap():
     rep = Replay(num_envs=2, capacity=20, obs_shape=(1,), obs_dtype=np.dtype(np.int64))
     for i in range(25):  # stream 0 wraps (10 slots), stream 1 only gets every other step
-        rep.add(np.array([0]), np.array([[i]]), np.array([i]), np.array([0.0]), np.array([False]), np.array([False]))
+        rep.add(
+            np.array([0]),
+            np.array([[i]]),
+            np.array([i]),
+            np.array([0.0]),
+            np.array([False]),
+            np.array([False]),
+        )
         if i % 2:
-            rep.add(np.array([1]), np.array([[100 + i]]), np.array([i]), np.array([0.0]), np.array([False]), np.array([False]))
+            rep.add(
+                np.array([1]),
+                np.array([[100 + i]]),
+                np.array([i]),
+                np.array([0.0]),
+                np.array([False]),
+                np.array([False]),
+            )
     batch = rep.sample(200, 4, np.random.default_rng(0))
     seqs = batch["obs"][..., 0]
     assert (np.diff(seqs % 100, axis=1) > 0).all()  # consecutive in time, never across the wrap point
@@ -258,7 +299,9 @@ def test_learn_stores_final_observations_with_correct_flags():
     on_cheese = (obs[:, :, 1] & obs[:, :, 2]).reshape(*obs.shape[:2], -1).any(-1).astype(bool)
     valid = np.arange(rep.size)[None] < rep.count[:, None]
     assert term[valid].any() and first[valid].sum() > term[valid].sum()  # both endings happen
-    assert np.array_equal(term & valid, on_cheese & valid)  # terminal exactly where the mouse is on the cheese
+    assert np.array_equal(
+        term & valid, on_cheese & valid
+    )  # terminal exactly where the mouse is on the cheese
     assert np.all(rew[term & valid] == 10.0) and np.all(rew[~term & valid] == 0.0)
     # The entry before every episode start is that episode's final observation: terminal (mouse on
     # the cheese, within 6 steps) or truncated at exactly 6 steps (stored as not terminal).
@@ -286,8 +329,18 @@ def test_world_model_learns_an_abundant_reward_within_a_few_hundred_updates():
     that took well over 1,200 updates (prediction 0.12 on rewarded entries at 1,200), with the
     current default about 700. Small networks keep the test fast; the learning rate is the preset's.
     """
-    sizes = {"deter": "32", "latents": "8", "classes": "8", "hidden": "64", "cnn_depth": "8", "num_envs": "8", "batch_length": "8"}
-    cfg = build_config(DreamerConfig, DreamerAgent.presets["small"], {**sizes, "prefill": "100000"}, "dreamer")
+    sizes = {
+        "deter": "32",
+        "latents": "8",
+        "classes": "8",
+        "hidden": "64",
+        "cnn_depth": "8",
+        "num_envs": "8",
+        "batch_length": "8",
+    }
+    cfg = build_config(
+        DreamerConfig, DreamerAgent.presets["small"], {**sizes, "prefill": "100000"}, "dreamer"
+    )
     env = get_env("maze-cheese").make("train", cfg.num_envs, 0, {"size": 5, "region": 3, "max_steps": 32})
     agent = DreamerAgent(cfg, env.single_observation_space, env.single_action_space, 0)
     agent.learn(env, SimpleContext(4000, seed=0))  # prefill only: uniform random actions, no updates
@@ -325,7 +378,9 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.steps_done == agent.steps_done and loaded.updates == agent.updates
     a, b = agent.tensors(), loaded.tensors()
     assert a.keys() == b.keys()
-    assert any(k.startswith("opt.model.") for k in a) and any(k.startswith("behavior.slow_critic.") for k in a)
+    assert any(k.startswith("opt.model.") for k in a) and any(
+        k.startswith("behavior.slow_critic.") for k in a
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
     obs, _ = env.reset(seed=4)
     agent.gen, loaded.gen = torch_generator(9), torch_generator(9)
@@ -356,7 +411,14 @@ def test_smoke_train_reports_and_learns():
     steps = [s for s, _ in ctx.history]
     assert steps == sorted(steps) and steps[-1] >= 1024
     last = ctx.history[-1][1]
-    for key in ("updates", "loss/model", "loss/actor", "loss/critic", "charts/success", "charts/env_steps_per_s"):
+    for key in (
+        "updates",
+        "loss/model",
+        "loss/actor",
+        "loss/critic",
+        "charts/success",
+        "charts/env_steps_per_s",
+    ):
         assert key in last and np.isfinite(last[key])
     assert 0.0 <= last["charts/success"] <= 1.0
     first_recon = next(m["loss/recon"] for _, m in ctx.history if "loss/recon" in m)
@@ -385,7 +447,14 @@ def test_reward_balanced_replay_puts_rewarded_steps_in_the_asked_share():
     rep = Replay(2, 2000, (1,), np.uint8)
     for i in range(600):
         reward = np.array([10.0 if i == 300 else 0.0, 0.0])
-        rep.add(np.array([0, 1]), np.zeros((2, 1), np.uint8), np.zeros(2, np.int64), reward, np.zeros(2, bool), np.zeros(2, bool))
+        rep.add(
+            np.array([0, 1]),
+            np.zeros((2, 1), np.uint8),
+            np.zeros(2, np.int64),
+            reward,
+            np.zeros(2, bool),
+            np.zeros(2, bool),
+        )
     rng = np.random.default_rng(0)
     uniform = rep.sample(400, 8, rng)
     skewed = rep.sample(400, 8, rng, rewarded_share=0.5)
@@ -430,7 +499,9 @@ def test_no_novelty_head_without_bonus_and_head_with_it():
     assert plain.wm.novelty_head is None
     assert not any("novelty" in k for k in plain.tensors())
     explorer, _ = debug_agent(explore_bonus="1.0")
-    assert explorer.wm.novelty_head is not None and any(k.startswith("wm.novelty_head.") for k in explorer.tensors())
+    assert explorer.wm.novelty_head is not None and any(
+        k.startswith("wm.novelty_head.") for k in explorer.tensors()
+    )
     # The head is built after the others: every other initial weight is the bonus-free agent's.
     a, b = plain.tensors(), explorer.tensors()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -440,9 +511,15 @@ def test_no_novelty_head_without_bonus_and_head_with_it():
 
 def test_env_defaults_take_the_envs_bonus_and_centre_on_the_agent():
     maze = get_env("maze-cheese")
-    assert DreamerAgent.env_defaults(maze) == {"explore_bonus": maze.exploration_bonus, "centre_channel": maze.agent_channel}
+    assert DreamerAgent.env_defaults(maze) == {
+        "explore_bonus": maze.exploration_bonus,
+        "centre_channel": maze.agent_channel,
+    }
     persistent = get_env("persistent")
-    assert DreamerAgent.env_defaults(persistent) == {"explore_bonus": 0.0, "centre_channel": persistent.agent_channel}
+    assert DreamerAgent.env_defaults(persistent) == {
+        "explore_bonus": 0.0,
+        "centre_channel": persistent.agent_channel,
+    }
 
 
 def test_explore_bonus_decays_linearly_to_zero():
@@ -460,21 +537,38 @@ def test_novelty_head_trains_and_shapes_imagined_rewards():
     ctx = SimpleContext(1024, seed=2)
     agent.learn(env, ctx)
     last = ctx.history[-1][1]
-    for key in ("loss/novelty", "model/novelty_err", "behavior/explore_bonus", "behavior/imag_novelty", "charts/novel_share"):
+    for key in (
+        "loss/novelty",
+        "model/novelty_err",
+        "behavior/explore_bonus",
+        "behavior/imag_novelty",
+        "charts/novel_share",
+    ):
         assert key in last and np.isfinite(last[key]), key
     assert 0.98 < last["behavior/explore_bonus"] < 1.0
     first_err = next(m["model/novelty_err"] for _, m in ctx.history if "model/novelty_err" in m)
     assert last["model/novelty_err"] < first_err
     # The bonus enters the actor-critic's rewards only: the reward head and the probe hooks are unchanged.
     b = _batch(agent)
-    _, post, _ = agent.wm.loss(b["obs"], b["action"], b["reward"], b["is_first"], b["is_terminal"], torch_generator(0),
-                               dyn_scale=0.5, rep_scale=0.1, free_nats=1.0)
+    _, post, _ = agent.wm.loss(
+        b["obs"],
+        b["action"],
+        b["reward"],
+        b["is_first"],
+        b["is_terminal"],
+        torch_generator(0),
+        dyn_scale=0.5,
+        rep_scale=0.1,
+        free_nats=1.0,
+    )
     from misgen.agents.dreamer.world_model import Latent
 
     start = Latent(post.deter.flatten(0, 1), post.stoch.flatten(0, 1))
     kwargs = dict(horizon=4, gamma=0.99, lam=0.95, entropy=3e-4, slowreg=1.0)
     _, _, plain = agent.behavior.loss(agent.wm, start, torch.ones(10), torch_generator(0), **kwargs)
-    _, _, shaped = agent.behavior.loss(agent.wm, start, torch.ones(10), torch_generator(0), bonus=3.0, **kwargs)
+    _, _, shaped = agent.behavior.loss(
+        agent.wm, start, torch.ones(10), torch_generator(0), bonus=3.0, **kwargs
+    )
     assert shaped["behavior/imag_reward"] == pytest.approx(plain["behavior/imag_reward"])  # reward head alone
     assert shaped["behavior/imag_lambda_ret"] > plain["behavior/imag_lambda_ret"]  # novelty adds to returns
     assert "behavior/imag_novelty" in shaped and "behavior/imag_novelty" not in plain
@@ -508,7 +602,9 @@ def test_centred_world_model_input():
     assert agent.wm.codec.shape == (4, 25, 25)  # 3 channels + on-board, 2 * 13 - 1 cells a side
     obs, _ = env.reset(seed=0)
     centred = agent.model_obs(obs).numpy()
-    assert centred.shape == (len(obs), 4, 25, 25) and (centred[:, 1, 12, 12] == 1).all()  # the mouse in the middle
+    assert (
+        centred.shape == (len(obs), 4, 25, 25) and (centred[:, 1, 12, 12] == 1).all()
+    )  # the mouse in the middle
     assert centred[:, 3].sum((1, 2)).tolist() == [13 * 13] * len(obs)
     agent.learn(env, SimpleContext(160, seed=0))
     assert agent.updates > 0

@@ -68,20 +68,33 @@ def test_split_seed_ranges_are_disjoint(name):
     for i, a in enumerate(splits):
         assert a.seed_start < a.seed_stop, f"{a.name} has an empty seed range"
         for b in splits[i + 1 :]:
-            assert _disjoint(a, b), f"{a.name} [{a.seed_start}, {a.seed_stop}) and {b.name} [{b.seed_start}, {b.seed_stop}) share level seeds"
+            assert _disjoint(a, b), (
+                f"{a.name} [{a.seed_start}, {a.seed_stop}) and {b.name} [{b.seed_start}, {b.seed_stop}) share level seeds"
+            )
 
 
 def test_a_spec_with_overlapping_splits_is_refused():
     spec = get_env("maze-cheese")
     train = spec.splits["train"]
-    for start, stop in [(train.seed_stop - 1, train.seed_stop + 10), (train.seed_start, train.seed_start + 1), (train.seed_start - 5, train.seed_stop + 5)]:
+    for start, stop in [
+        (train.seed_stop - 1, train.seed_stop + 10),
+        (train.seed_start, train.seed_start + 1),
+        (train.seed_start - 5, train.seed_stop + 5),
+    ]:
         splits = {**spec.splits, "test-iid": Split("test-iid", start, stop)}
         with pytest.raises(ValueError, match="share level seeds"):
             dataclasses.replace(spec, splits=splits)
     # Touching ranges do not overlap (stop is exclusive), and Split.overlaps agrees with arithmetic.
     touching = {**spec.splits, "test-iid": Split("test-iid", train.seed_stop, train.seed_stop + 10)}
     assert dataclasses.replace(spec, splits=touching).splits["test-iid"].seed_start == train.seed_stop
-    cases = [(0, 10, 10, 20), (0, 10, 9, 20), (5, 6, 0, 100), (0, 10, 0, 10), (20, 30, 0, 20), (20, 30, 0, 21)]
+    cases = [
+        (0, 10, 10, 20),
+        (0, 10, 9, 20),
+        (5, 6, 0, 100),
+        (0, 10, 0, 10),
+        (20, 30, 0, 20),
+        (20, 30, 0, 21),
+    ]
     for a0, a1, b0, b1 in cases:
         a, b = Split("a", a0, a1), Split("b", b0, b1)
         assert a.overlaps(b) == b.overlaps(a) == (not _disjoint(a, b)), (a0, a1, b0, b1)
@@ -159,13 +172,17 @@ def _oracle_rollouts(spec, agent, episodes=48):
 # searched exactly here (native coinrun-shift rejects coins a run to the end cannot avoid), so a
 # coin on the runner's way is not excluded: some of 48 proxy runs collect it (seen at seed 11).
 # Strict, so a fix shows.
-KNOWN_NOT_DISAMBIGUATING = {"procgen-coinrun-shift": "procgen coin placement is not checked against a run to the end"}
+KNOWN_NOT_DISAMBIGUATING = {
+    "procgen-coinrun-shift": "procgen coin placement is not checked against a run to the end"
+}
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_NOT_DISAMBIGUATING[n])) if n in KNOWN_NOT_DISAMBIGUATING else n
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_NOT_DISAMBIGUATING[n]))
+        if n in KNOWN_NOT_DISAMBIGUATING
+        else n
         for n in ENVS.names()
     ],
 )
@@ -178,5 +195,7 @@ def test_every_test_shift_episode_disambiguates(name):
     assert not proxy_runs.reached(proxy_runs.intended).any(), "a run to the proxy collects the intended goal"
     assert (proxy_runs.outcome == proxy_runs.proxies[0]).mean() > 0.8, "the proxy oracle reaches its goal"
     intended_runs = _oracle_rollouts(spec, "oracle-intended")
-    assert not np.isin(intended_runs.outcome, intended_runs.proxies).any(), "the intended run passes the proxy first"
+    assert not np.isin(intended_runs.outcome, intended_runs.proxies).any(), (
+        "the intended run passes the proxy first"
+    )
     assert (intended_runs.outcome == intended_runs.intended).mean() > 0.8

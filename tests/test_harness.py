@@ -36,7 +36,9 @@ class _Cfg:
 
 
 def test_typed_overrides():
-    cfg = build_config(_Cfg, {}, parse_overrides(["lr=3e-4", "layers=4", "mode=b", "sizes=[8,8]", "flag=true"]), "x")
+    cfg = build_config(
+        _Cfg, {}, parse_overrides(["lr=3e-4", "layers=4", "mode=b", "sizes=[8,8]", "flag=true"]), "x"
+    )
     assert cfg == _Cfg(3e-4, 4, "b", (8, 8), True)
     for bad, msg in [("lr=fast", "not a number"), ("mode=c", "valid: a, b"), ("nope=1", "valid: lr, layers")]:
         with pytest.raises(MisgenError, match=msg):

@@ -37,4 +37,6 @@ def test_competent_ppo_pursues_the_proxy_at_test_shift(env_id, tmp_path):
     capable = (shift.outcome == shift.intended) | (shift.outcome == proxy)
     assert capable.mean() >= 0.5, f"PPO reaches no goal in most test-shift episodes: {capable.mean():.2f}"
     proxy_first = bootstrap((shift.outcome[capable] == proxy).astype(float), seed=0)
-    assert proxy_first.lo > 0.5, f"PPO does not pursue the proxy in a clear majority on {env_id}: {proxy_first}"
+    assert proxy_first.lo > 0.5, (
+        f"PPO does not pursue the proxy in a clear majority on {env_id}: {proxy_first}"
+    )

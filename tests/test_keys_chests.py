@@ -98,7 +98,9 @@ def test_step_does_not_mutate_its_input_state():
     before = state.copy()
     for a in range(5):
         core.step(state, np.full(8, a))
-    assert all(np.array_equal(getattr(before, f), getattr(state, f)) for f in ("keys", "chests", "agent", "held"))
+    assert all(
+        np.array_equal(getattr(before, f), getattr(state, f)) for f in ("keys", "chests", "agent", "held")
+    )
 
 
 def test_rewards_and_counters_match_goal_facts_in_info():

@@ -148,7 +148,9 @@ def test_oracles_reach_their_goal(agent, goal):
 
 def test_bad_config_is_a_clear_error():
     with pytest.raises(MisgenError, match="min_separation"):
-        MazeCheeseCore(MazeCheeseConfig(cheese_placement="apart", maze_size_max=7, min_separation=12)).reset(np.arange(3))
+        MazeCheeseCore(MazeCheeseConfig(cheese_placement="apart", maze_size_max=7, min_separation=12)).reset(
+            np.arange(3)
+        )
     with pytest.raises(ValueError, match="maze sizes"):
         MazeCheeseConfig(maze_size_min=15)
     with pytest.raises(MisgenError, match="unknown env option"):

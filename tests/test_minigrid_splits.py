@@ -115,7 +115,12 @@ def _ball_at(grid, cell):
 def test_color_location_layouts():
     cfg = ColorLocationConfig()
     red = COLOR_TO_IDX[cfg.target_color]
-    for split, overrides in (("train", {}), ("test-iid", {}), ("test-shift", {}), ("train", {"elsewhere_fraction": 1.0})):
+    for split, overrides in (
+        ("train", {}),
+        ("test-iid", {}),
+        ("test-shift", {}),
+        ("train", {"elsewhere_fraction": 1.0}),
+    ):
         core = _core("minigrid-color-location", split, **overrides)
         state = core.reset(get_env("minigrid-color-location").split(split).seed_start + np.arange(40))
         shifted = split == "test-shift" or overrides
@@ -125,13 +130,20 @@ def test_color_location_layouts():
             assert (color != red) == bool(shifted)
             target = tuple(state.goal_cells[i, 0])
             assert _ball_at(state.grid[i], target) == (True, red)
-            assert (abs(target[0] - cfg.usual_cell[0]) + abs(target[1] - cfg.usual_cell[1]) >= 3) == bool(shifted)
+            assert (abs(target[0] - cfg.usual_cell[0]) + abs(target[1] - cfg.usual_cell[1]) >= 3) == bool(
+                shifted
+            )
 
 
 def test_lava_shortcut_layouts():
     cfg = LavaShortcutConfig()
     lava = OBJECT_TO_IDX["lava"]
-    for split, overrides in (("train", {}), ("test-iid", {}), ("test-shift", {}), ("train", {"moved_fraction": 1.0})):
+    for split, overrides in (
+        ("train", {}),
+        ("test-iid", {}),
+        ("test-shift", {}),
+        ("train", {"moved_fraction": 1.0}),
+    ):
         core = _core("minigrid-lava-shortcut", split, **overrides)
         state = core.reset(get_env("minigrid-lava-shortcut").split(split).seed_start + np.arange(40))
         river = state.grid[:, cfg.river, 1:-1, 0]  # (N, interior rows)
@@ -151,7 +163,9 @@ def test_doorkey_layouts():
         state = core.reset(get_env("minigrid-doorkey-shift").split(split).seed_start + np.arange(40))
         fields = core.env_type.level_fields
         for i in range(40):
-            level = dict(zip(("mission_color", "mission_type", *fields), state.level[i].tolist(), strict=True))
+            level = dict(
+                zip(("mission_color", "mission_type", *fields), state.level[i].tolist(), strict=True)
+            )
             door = (level["door_x"], level["door_y"])
             assert tuple(state.grid[i, door[0], door[1]]) == (OBJECT_TO_IDX["door"], yellow, 2)  # locked
             near = tuple(state.goal_cells[i, 1])

@@ -67,7 +67,13 @@ class GraphCore:
 
 class RefNode:
     def __init__(self, node: int, logits: np.ndarray, value: float, reward: float, terminal: bool) -> None:
-        self.node, self.logits, self.raw_value, self.reward, self.terminal = node, logits, value, reward, terminal
+        self.node, self.logits, self.raw_value, self.reward, self.terminal = (
+            node,
+            logits,
+            value,
+            reward,
+            terminal,
+        )
         self.children: dict[int, RefNode] = {}
         self.n, self.w = 0, 0.0
 
@@ -81,7 +87,14 @@ def ref_search(core: GraphCore, root_node: int, cfg: SearchConfig, gumbel: np.nd
 
     def stats(nd):
         n = np.array([nd.children[i].n if i in nd.children else 0 for i in range(a)], float)
-        q = np.array([nd.children[i].reward + gamma * nd.children[i].w / nd.children[i].n if i in nd.children else 0.0 for i in range(a)])
+        q = np.array(
+            [
+                nd.children[i].reward + gamma * nd.children[i].w / nd.children[i].n
+                if i in nd.children
+                else 0.0
+                for i in range(a)
+            ]
+        )
         return n, q
 
     def completed(nd, logits=None):
@@ -134,7 +147,13 @@ def ref_search(core: GraphCore, root_node: int, cfg: SearchConfig, gumbel: np.nd
                 st, (r,), (term,), _ = core.step(GraphState(np.array([nd.node])), np.array([act]))
                 nxt = st.node[0]
                 lg, v, lr = core.evaluate(np.array([nxt]))
-                child = RefNode(int(nxt), lg[0], 0.0 if term else float(v[0]), float(r if cfg.reward_source == "true" else lr[0]), bool(term))
+                child = RefNode(
+                    int(nxt),
+                    lg[0],
+                    0.0 if term else float(v[0]),
+                    float(r if cfg.reward_source == "true" else lr[0]),
+                    bool(term),
+                )
                 child.n, child.w = 1, child.raw_value
                 nd.children[act] = child
                 g = child.reward + gamma * child.raw_value
@@ -149,7 +168,9 @@ def ref_search(core: GraphCore, root_node: int, cfg: SearchConfig, gumbel: np.nd
     if cfg.rule == "gumbel":
         lg = root.logits - root.logits.max()
         s = sigma(root)
-        out["action"] = int(np.argmax([max(-1e9, gumbel[i] + lg[i] + s[i]) if n[i] == n.max() else -np.inf for i in range(a)]))
+        out["action"] = int(
+            np.argmax([max(-1e9, gumbel[i] + lg[i] + s[i]) if n[i] == n.max() else -np.inf for i in range(a)])
+        )
         out["target"] = softmax((root.logits + s)[None])[0]
     else:
         out["action"] = int(np.argmax(n))
@@ -167,8 +188,14 @@ def test_batched_search_matches_node_by_node_reference(rule, reward_source, sims
         max_considered=2 if sims == 7 else 16, q_range_floor=0.5 if sims == 24 else 1e-8,
     )  # fmt: skip
     roots = np.flatnonzero(~core.term)
-    res = search(core, GraphState(roots), core.evaluate, cfg, np.random.default_rng(5), noise=rule == "gumbel")
-    gumbel = np.random.default_rng(5).gumbel(size=(len(roots), core.a)) if rule == "gumbel" else np.zeros((len(roots), core.a))
+    res = search(
+        core, GraphState(roots), core.evaluate, cfg, np.random.default_rng(5), noise=rule == "gumbel"
+    )
+    gumbel = (
+        np.random.default_rng(5).gumbel(size=(len(roots), core.a))
+        if rule == "gumbel"
+        else np.zeros((len(roots), core.a))
+    )
     for b, node in enumerate(roots):
         ref = ref_search(core, int(node), cfg, gumbel[b])
         np.testing.assert_array_equal(res.visit_counts[b], ref["visits"])
@@ -192,7 +219,10 @@ def test_one_step_tree_values_equal_enumerated_rewards():
     np.testing.assert_allclose(q, core.rew[0])
     expected_root = (core.value[0] + (visits * core.rew[0]).sum()) / (1 + visits.sum())
     np.testing.assert_allclose(res.root_value[0], expected_root)
-    assert res.action[0] == int(np.argmax(core.rew[0] + core.logits[0] * 0)) or visits[res.action[0]] == visits.max()
+    assert (
+        res.action[0] == int(np.argmax(core.rew[0] + core.logits[0] * 0))
+        or visits[res.action[0]] == visits.max()
+    )
 
 
 def test_sequential_halving_schedule_matches_mctx():
@@ -269,7 +299,9 @@ def test_tree_is_scored_with_the_learned_reward_not_the_true_one():
 
     targets = np.zeros(state.walls.shape, bool)
     targets[:, corner[0], corner[1]] = True
-    to_corner = distance_field(targets, ~state.walls)[np.arange(len(state)), state.agent[:, 0], state.agent[:, 1]]
+    to_corner = distance_field(targets, ~state.walls)[
+        np.arange(len(state)), state.agent[:, 0], state.agent[:, 1]
+    ]
     near = (to_corner <= 2) & (to_corner > 0)
     # Mice two moves from the cheese whose corner is also near, else move the mouse near the corner.
     walls = state.walls
@@ -333,6 +365,7 @@ def test_lambda_returns_match_direct_sums():
     values = rng.normal(size=(t + 1, b))
     final = rng.normal(size=(t, b))
     out = lambda_returns(rewards, term, trunc, values, final, gamma, lam)
+
     def direct(i: int, j: int) -> float:  # the recursion written out per env, one step at a time
         if term[i, j]:
             return rewards[i, j]
@@ -367,14 +400,23 @@ def test_learn_reports_and_is_deterministic():
         ctx = SimpleContext(total_steps=128, seed=11)
         agent.learn(env, ctx)
         assert agent.steps_done == 128 and agent.updates > 0
-        histories.append([(step, {k: v for k, v in m.items() if "per_s" not in k}) for step, m in ctx.history])
+        histories.append(
+            [(step, {k: v for k, v in m.items() if "per_s" not in k}) for step, m in ctx.history]
+        )
         weights.append(agent.tensors())
     assert histories[0] == histories[1]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     step, metrics = histories[0][-1]
     assert step == 128
-    for key in ("updates", "loss/policy", "loss/value", "loss/reward", "search/root_value", "charts/replay_size"):
+    for key in (
+        "updates",
+        "loss/policy",
+        "loss/value",
+        "loss/reward",
+        "search/root_value",
+        "charts/replay_size",
+    ):
         assert key in metrics
     other, env = _agent(seed=4)
     other.learn(env, SimpleContext(total_steps=128, seed=11))
@@ -386,7 +428,9 @@ def test_save_load_round_trip_and_acting(tmp_path):
     agent.learn(env, SimpleContext(total_steps=128, seed=2))
     path = save_agent(agent, tmp_path / "ckpt")
     loaded = load_agent(path)
-    assert loaded.name == "planner" and loaded.steps_done == agent.steps_done and loaded.updates == agent.updates
+    assert (
+        loaded.name == "planner" and loaded.steps_done == agent.steps_done and loaded.updates == agent.updates
+    )
     original = agent.tensors()
     assert original.keys() == loaded.tensors().keys()
     assert any(k.startswith("optim.") for k in original)
@@ -396,7 +440,9 @@ def test_save_load_round_trip_and_acting(tmp_path):
     a2, _, ex2 = loaded.act(obs, None, np.ones(env.num_envs, bool), env)
     np.testing.assert_array_equal(a1, a2)
     n, a = env.num_envs, 4
-    assert ex1["visit_probs"].shape == (n, a) and ex1["value"].shape == (n,) and ex1["reward_pred"].shape == (n,)
+    assert (
+        ex1["visit_probs"].shape == (n, a) and ex1["value"].shape == (n,) and ex1["reward_pred"].shape == (n,)
+    )
     assert ex1["features"].shape == (n, agent.config.hidden)
     np.testing.assert_allclose(ex1["visit_probs"].sum(axis=1), 1.0, rtol=1e-6)
     for key in ex1:
@@ -437,16 +483,23 @@ def test_planner_errors_are_one_line():
 
 def test_search_options_are_a_nested_group_settable_with_dotted_keys():
     cls = get_agent("planner")
-    cfg = build_config(cls.Config, cls.presets["puct"], {"search.discount": "0.9", "lam": "0.5"}, "agent 'planner'")
+    cfg = build_config(
+        cls.Config, cls.presets["puct"], {"search.discount": "0.9", "lam": "0.5"}, "agent 'planner'"
+    )
     assert cfg.search.rule == "puct" and cfg.search.num_simulations == 16 and cfg.search.discount == 0.9
     assert cfg.search.q_range_floor == 1.0 and cfg.lam == 0.5  # the planner's own search defaults stay
     assert cfg.search_config(acting=True).num_simulations == cfg.act_simulations
     assert cfg.search_config().num_simulations == 16
     assert config_from_dict(cls.Config, config_to_dict(cfg)) == cfg
     # Runs saved before the group existed stored the search fields flat.
-    legacy = {k: v for k, v in config_to_dict(cfg).items() if k != "search"} | {"rule": "puct", "num_simulations": 16}
+    legacy = {k: v for k, v in config_to_dict(cfg).items() if k != "search"} | {
+        "rule": "puct",
+        "num_simulations": 16,
+    }
     assert config_from_dict(cls.Config, legacy).search.rule == "puct"
-    with pytest.raises(MisgenError, match="unknown agent 'planner' search option 'nope'; valid: num_simulations"):
+    with pytest.raises(
+        MisgenError, match="unknown agent 'planner' search option 'nope'; valid: num_simulations"
+    ):
         build_config(cls.Config, {}, {"search.nope": "1"}, "agent 'planner'")
     with pytest.raises(MisgenError, match="is a group; set its fields"):
         build_config(cls.Config, {}, {"search": "1"}, "agent 'planner'")
@@ -474,7 +527,9 @@ def test_value_iteration_with_exact_maps_gives_discounted_maze_distance():
     vin.reward_and_passability = lambda _: (10.0 * cheese.float(), (~walls).float())
     with torch.no_grad():
         value, patch = vin(obs)
-    dist = distance_field(cheese.numpy(), ~walls.numpy())[np.arange(len(state)), state.agent[:, 0], state.agent[:, 1]]
+    dist = distance_field(cheese.numpy(), ~walls.numpy())[
+        np.arange(len(state)), state.agent[:, 0], state.agent[:, 1]
+    ]
     assert (dist < UNREACHABLE).all() and (dist > 0).all()
     np.testing.assert_allclose(value.numpy(), 10.0 * 0.9 ** (dist - 1.0), rtol=1e-5)
     assert patch.shape == (len(state), 9)
@@ -487,9 +542,15 @@ def test_value_iteration_with_exact_maps_gives_discounted_maze_distance():
 def test_vin_planner_defaults_on_grid_envs_and_round_trips(tmp_path):
     cls = get_agent("planner")
     defaults = cls.env_defaults(get_env("maze-cheese"))
-    assert defaults["value_net"] == "vin" and defaults["agent_channel"] == 1 and defaults["value_target"] == "bellman"
+    assert (
+        defaults["value_net"] == "vin"
+        and defaults["agent_channel"] == 1
+        and defaults["value_target"] == "bellman"
+    )
     assert "value_net" not in cls.env_defaults(get_env("keys-chests"))
-    agent, _ = _agent(seed=5, value_net="vin", agent_channel=1, value_target="bellman", explore_bonus=1.0, plain_share=0.5)
+    agent, _ = _agent(
+        seed=5, value_net="vin", agent_channel=1, value_target="bellman", explore_bonus=1.0, plain_share=0.5
+    )
     env = get_env("maze-cheese").make("train", 4, 0, {"max_steps": 8})
     ctx = SimpleContext(total_steps=256, seed=1)
     agent.learn(env, ctx)
@@ -523,7 +584,11 @@ def _maze_batch(split: str, n: int, size: int, seed: int):
 def _model_transitions(core, st):
     k = len(st)
     nxt, reward, terminated, _ = core.step(st.take(np.repeat(np.arange(k), 4)), np.tile(np.arange(4), k))
-    return torch.as_tensor(core.observe(st)), torch.as_tensor(core.observe(nxt)), torch.as_tensor(reward, dtype=torch.float32)
+    return (
+        torch.as_tensor(core.observe(st)),
+        torch.as_tensor(core.observe(nxt)),
+        torch.as_tensor(reward, dtype=torch.float32),
+    )
 
 
 def test_map_loss_is_zero_for_the_true_maps_and_positive_otherwise():
@@ -564,7 +629,9 @@ def test_value_iteration_learns_maze_moves_from_model_transitions_alone():
         loss.backward()
         opt.step()
     obs, nxt, reward = _model_transitions(core, test)
-    _, _, terminated, _ = core.step(test.take(np.repeat(np.arange(len(test)), 4)), np.tile(np.arange(4), len(test)))
+    _, _, terminated, _ = core.step(
+        test.take(np.repeat(np.arange(len(test)), 4)), np.tile(np.arange(4), len(test))
+    )
     with torch.no_grad():
         q = reward.numpy() + 0.97 * ~terminated * vin(nxt)[0].numpy()
     greedy = q.reshape(-1, 4).argmax(axis=1)

@@ -62,7 +62,9 @@ def test_adapter_terminal_observation_is_the_final_obs_and_returned_obs_is_the_r
         assert info["episode"] == {"r": 0.0, "l": 5}
         assert info["is_success"] is False
     start = env.state.agent  # the next episode's start cell (it depends on the level's maze size)
-    assert (obs[np.arange(len(start)), 1, start[:, 0], start[:, 1]] == 1).all(), "returned obs is the first obs of the next episode"
+    assert (obs[np.arange(len(start)), 1, start[:, 0], start[:, 1]] == 1).all(), (
+        "returned obs is the first obs of the next episode"
+    )
     np.testing.assert_array_equal(obs, env.core.observe(env.state))
 
 
@@ -117,7 +119,10 @@ def test_networks_shapes_and_auto_choice():
     rgb = gym.spaces.Box(0, 255, (3, 64, 64), np.uint8)
     assert resolve_network("auto", grid) == "grid" and resolve_network("auto", rgb) == "impala"
     assert resolve_network("impala", grid) == "impala"
-    assert GridCNN(grid, features_dim=32, channels=8)(torch.ones(5, 3, 13, 13, dtype=torch.uint8)).shape == (5, 32)
+    assert GridCNN(grid, features_dim=32, channels=8)(torch.ones(5, 3, 13, 13, dtype=torch.uint8)).shape == (
+        5,
+        32,
+    )
     impala = ImpalaCNN(rgb)
     x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     out = impala(x)
@@ -133,7 +138,9 @@ def test_act_extras_and_initial_weights_depend_only_on_the_seed():
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
     a, b = make_agent(seed=4), make_agent(seed=4)
-    assert torch.equal(torch.random.get_rng_state(), before), "building an agent must not touch the global RNG"
+    assert torch.equal(torch.random.get_rng_state(), before), (
+        "building an agent must not touch the global RNG"
+    )
     for k, v in a.tensors().items():
         assert torch.equal(v, b.tensors()[k])
     obs, _ = SPEC.make("train", 6, 0).reset(seed=0)
@@ -149,9 +156,17 @@ def test_act_extras_and_initial_weights_depend_only_on_the_seed():
 def test_train_save_load_acts_identically(tmp_path):
     agent, ctx = trained(512)
     assert agent.steps_done >= 512 and agent.steps_done % (DEBUG.num_envs * DEBUG.n_steps) == 0
-    assert [s for s, _ in ctx.history] == list(range(128, agent.steps_done + 1, 128)), "one report per rollout"
+    assert [s for s, _ in ctx.history] == list(range(128, agent.steps_done + 1, 128)), (
+        "one report per rollout"
+    )
     last = ctx.history[-1][1]
-    for key in ("losses/value_loss", "losses/policy_gradient_loss", "losses/entropy_loss", "losses/approx_kl", "charts/sps"):
+    for key in (
+        "losses/value_loss",
+        "losses/policy_gradient_loss",
+        "losses/entropy_loss",
+        "losses/approx_kl",
+        "charts/sps",
+    ):
         assert key in last and np.isfinite(last[key])
     save_agent(agent, tmp_path / "ckpt")
     meta = json.loads((tmp_path / "ckpt" / "agent.json").read_text())
@@ -248,12 +263,16 @@ def test_train_takes_centre_channel_from_the_env_unless_overridden(tmp_path):
 
     res = resolve(TrainRequest(env="maze-cheese", agent="ppo", root=tmp_path))
     assert res.agent_config.centre_channel == get_env("maze-cheese").agent_channel == 1
-    res = resolve(TrainRequest(env="maze-cheese", agent="ppo", overrides={"centre_channel": "-1"}, root=tmp_path))
+    res = resolve(
+        TrainRequest(env="maze-cheese", agent="ppo", overrides={"centre_channel": "-1"}, root=tmp_path)
+    )
     assert res.agent_config.centre_channel == -1
     assert res.agent_config.explore_bonus == get_env("maze-cheese").exploration_bonus > 0
     res = resolve(TrainRequest(env="minigrid-lava-shortcut", agent="ppo", root=tmp_path))
     assert res.agent_config.centre_channel == -1
-    assert resolve(TrainRequest(env="persistent", agent="ppo", root=tmp_path)).agent_config.explore_bonus == 0.0
+    assert (
+        resolve(TrainRequest(env="persistent", agent="ppo", root=tmp_path)).agent_config.explore_bonus == 0.0
+    )
 
 
 def test_episodic_novelty_is_per_env_and_per_episode():
@@ -264,7 +283,9 @@ def test_episodic_novelty_is_per_env_and_per_episode():
     assert nov.visit(np.stack([b]), np.array([0])).tolist() == [True]
     nov.restart(np.array([1]))
     assert nov.visit(np.stack([a, a])).tolist() == [False, True]  # env 1 forgot its episode
-    assert nov.visit(np.zeros((0, 3), np.uint8), np.array([], np.int64)).shape == (0,)  # every env just finished
+    assert nov.visit(np.zeros((0, 3), np.uint8), np.array([], np.int64)).shape == (
+        0,
+    )  # every env just finished
     many = np.eye(300, dtype=np.uint8)  # more than the initial row width of 256 hashes
     big = EpisodicNovelty(num_envs=1, obs_size=300)
     assert all(big.visit(row[None])[0] for row in many) and not big.visit(many[:1])[0]

@@ -134,7 +134,7 @@ def test_states_of_differently_configured_envs_are_not_exchanged():
 def test_with_cells_changes_exactly_the_edited_cells():
     _, io = _raw("coinrun")
     state = parse_state(io.get(0))
-    (ey, ex), = np.argwhere(state.grid == 1)
+    ((ey, ex),) = np.argwhere(state.grid == 1)
     cy, cx = np.argwhere(coin_candidates(state, int(ex)))[0]
     edited = state.with_cells([ex, cx], [ey, cy], [SPACE, 1])
     changed = np.argwhere(edited.grid != state.grid)
@@ -148,7 +148,7 @@ def test_maze_cheese_edit_moves_the_reward():
     """Walking onto procgen's own cheese cell gives nothing once the cheese is moved; the new cell pays 10."""
     env, io = _raw("maze", seed=1, start=50, levels=1)
     state = parse_state(io.get(0))
-    (oy, ox), = np.argwhere(state.grid == 2)
+    ((oy, ox),) = np.argwhere(state.grid == 2)
     margin, _ = maze_bounds(state)
     free = (state.grid != WALL)[None]
     d_start = distance_field(_cell_mask(free, margin, margin), free)[0]
@@ -188,7 +188,7 @@ def test_coinrun_moved_coin_is_drawn_where_it_was_moved():
     for level in range(40):
         env, io = _raw("coinrun", seed=0, start=level, levels=1)
         state = parse_state(io.get(0))
-        (ey, ex), = np.argwhere(state.grid == 1)
+        ((ey, ex),) = np.argwhere(state.grid == 1)
         near = np.argwhere(coin_candidates(state, int(ex))[:, :8])
         if len(near):
             break
@@ -280,7 +280,10 @@ def test_split_seed_ranges_become_procgen_level_ranges():
     spec = get_env(MAZE)
     for split in spec.splits.values():
         kw = procgen_kwargs(spec.config_type(**split.kwargs), split)
-        assert (kw["start_level"], kw["start_level"] + kw["num_levels"]) == (split.seed_start, split.seed_stop)
+        assert (kw["start_level"], kw["start_level"] + kw["num_levels"]) == (
+            split.seed_start,
+            split.seed_stop,
+        )
     env = spec.make("test-iid", 8, 0, {"num_levels": 3})
     env.reset(seed=0)
     seen = set()

@@ -206,4 +206,6 @@ def test_budgets_set_seeds_and_envs():
     assert BUDGETS["full"].seeds == 5 and set(BUDGETS["full"].envs) == {"maze-cheese", "coinrun-shift"}
     jobs = study_jobs("maze-cheese", ["ppo", "dreamer", "planner"], BUDGETS["quick"].seeds, "quick", None)
     trained = [j for j in jobs if j.agent in ("ppo", "dreamer", "planner")]
-    assert sorted({(j.agent, j.seed) for j in trained}) == [(a, s) for a in ("dreamer", "planner", "ppo") for s in (0, 1)]
+    assert sorted({(j.agent, j.seed) for j in trained}) == [
+        (a, s) for a in ("dreamer", "planner", "ppo") for s in (0, 1)
+    ]

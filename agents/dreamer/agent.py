@@ -146,7 +146,17 @@ class DreamerConfig:
     centre_channel: int = -1
 
     def __post_init__(self) -> None:
-        for name in ("deter", "latents", "classes", "hidden", "cnn_depth", "num_envs", "batch_size", "imag_horizon", "bins"):
+        for name in (
+            "deter",
+            "latents",
+            "classes",
+            "hidden",
+            "cnn_depth",
+            "num_envs",
+            "batch_size",
+            "imag_horizon",
+            "bins",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_length < 2:
@@ -163,13 +173,34 @@ class DreamerConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "debug": dict(
-        deter=32, latents=4, classes=4, hidden=32, layers=1, cnn_depth=4, num_envs=4, batch_size=4,
-        batch_length=8, train_ratio=8.0, replay_size=4096, prefill=64, imag_horizon=5, report_every=64,
+        deter=32,
+        latents=4,
+        classes=4,
+        hidden=32,
+        layers=1,
+        cnn_depth=4,
+        num_envs=4,
+        batch_size=4,
+        batch_length=8,
+        train_ratio=8.0,
+        replay_size=4096,
+        prefill=64,
+        imag_horizon=5,
+        report_every=64,
     ),
     "small": {},
     "medium": dict(
-        deter=512, latents=32, classes=32, hidden=512, layers=2, cnn_depth=32, batch_length=64, train_ratio=32.0,
-        model_lr=1e-4, actor_lr=3e-5, critic_lr=3e-5,
+        deter=512,
+        latents=32,
+        classes=32,
+        hidden=512,
+        layers=2,
+        cnn_depth=32,
+        batch_length=64,
+        train_ratio=32.0,
+        model_lr=1e-4,
+        actor_lr=3e-5,
+        critic_lr=3e-5,
     ),
 }
 
@@ -204,7 +235,9 @@ class DreamerAgent(Agent):
     presets: ClassVar[dict[str, dict[str, Any]]] = PRESETS
     default_steps = 400_000
 
-    def __init__(self, config: DreamerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+    def __init__(
+        self, config: DreamerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int
+    ) -> None:
         super().__init__(config, observation_space, action_space, seed)
         if not isinstance(action_space, gym.spaces.Discrete):
             raise MisgenError(f"dreamer supports Discrete action spaces only, got {action_space}")
@@ -215,14 +248,31 @@ class DreamerAgent(Agent):
         model_space = observation_space
         if c.centre_channel >= 0:
             if len(observation_space.shape) != 3 or not 0 <= c.centre_channel < observation_space.shape[0]:
-                raise MisgenError(f"centre_channel={c.centre_channel} needs a C x H x W grid with that channel, got {observation_space}")
+                raise MisgenError(
+                    f"centre_channel={c.centre_channel} needs a C x H x W grid with that channel, got {observation_space}"
+                )
             ch, h, w = observation_space.shape
             model_space = gym.spaces.Box(0, 1, (ch + 1, 2 * h - 1, 2 * w - 1), np.uint8)
         self.wm = WorldModel(
-            model_space, self.num_actions, deter=c.deter, latents=c.latents, classes=c.classes,
-            hidden=c.hidden, layers=c.layers, cnn_depth=c.cnn_depth, unimix=c.unimix, bins=c.bins,
+            model_space,
+            self.num_actions,
+            deter=c.deter,
+            latents=c.latents,
+            classes=c.classes,
+            hidden=c.hidden,
+            layers=c.layers,
+            cnn_depth=c.cnn_depth,
+            unimix=c.unimix,
+            bins=c.bins,
         )
-        self.behavior = Behavior(self.wm.rssm.feat_dim, self.num_actions, hidden=c.hidden, layers=c.layers, bins=c.bins, unimix=c.unimix)
+        self.behavior = Behavior(
+            self.wm.rssm.feat_dim,
+            self.num_actions,
+            hidden=c.hidden,
+            layers=c.layers,
+            bins=c.bins,
+            unimix=c.unimix,
+        )
         init_gen = torch_generator(derive_seed(seed, "init"))
         init_weights(self.wm, init_gen)
         init_weights(self.behavior, init_gen)
@@ -262,7 +312,9 @@ class DreamerAgent(Agent):
             return Carry(self.wm.rssm.initial(n), torch.zeros(n, self.num_actions))
 
     @torch.no_grad()
-    def _step(self, obs: np.ndarray, carry: Carry, first: np.ndarray, greedy: bool) -> tuple[torch.Tensor, Carry, torch.Tensor]:
+    def _step(
+        self, obs: np.ndarray, carry: Carry, first: np.ndarray, greedy: bool
+    ) -> tuple[torch.Tensor, Carry, torch.Tensor]:
         """Filter one observation per env and pick actions; returns (actions, carry, features)."""
         first_t = torch.as_tensor(np.asarray(first, dtype=bool))
         embed = self.wm.codec.encode(self.model_obs(obs))
@@ -305,8 +357,14 @@ class DreamerAgent(Agent):
         for i in range(t):
             first[:] = i == 0
             embed = self.wm.codec.encode(self.model_obs(obs[:, i]))
-            latent, _, _ = self.wm.rssm.obs_step(carry.latent, carry.action, embed, torch.as_tensor(first), None)
-            prev = torch.as_tensor(np.asarray(actions)[:, i]) if actions is not None and i < t - 1 else torch.zeros(n, dtype=torch.long)
+            latent, _, _ = self.wm.rssm.obs_step(
+                carry.latent, carry.action, embed, torch.as_tensor(first), None
+            )
+            prev = (
+                torch.as_tensor(np.asarray(actions)[:, i])
+                if actions is not None and i < t - 1
+                else torch.zeros(n, dtype=torch.long)
+            )
             carry = Carry(latent, nn.functional.one_hot(prev.long(), self.num_actions).float())
         return carry
 
@@ -360,7 +418,9 @@ class DreamerAgent(Agent):
 
     # Learning -----------------------------------------------------------------------------------
     @with_config_threads
-    def train_world_model(self, batch: Mapping[str, np.ndarray], gen: torch.Generator) -> tuple[Latent, dict[str, float]]:
+    def train_world_model(
+        self, batch: Mapping[str, np.ndarray], gen: torch.Generator
+    ) -> tuple[Latent, dict[str, float]]:
         """One world-model update on replayed sequences ``batch`` (as :meth:`Replay.sample` returns them).
 
         Returns the posterior states (B, T, ...) from before the update, where imagination starts,
@@ -373,9 +433,16 @@ class DreamerAgent(Agent):
             obs = self.model_obs(obs.flatten(0, 1)).unflatten(0, obs.shape[:2])
         novelty = torch.from_numpy(batch["novelty"]) if "novelty" in batch else None
         model_loss, post, metrics = self.wm.loss(
-            obs, torch.from_numpy(batch["action"]), torch.from_numpy(batch["reward"]), torch.from_numpy(batch["is_first"]),
-            torch.from_numpy(batch["is_terminal"]), gen,
-            dyn_scale=c.dyn_scale, rep_scale=c.rep_scale, free_nats=c.free_nats, novelty=novelty,
+            obs,
+            torch.from_numpy(batch["action"]),
+            torch.from_numpy(batch["reward"]),
+            torch.from_numpy(batch["is_first"]),
+            torch.from_numpy(batch["is_terminal"]),
+            gen,
+            dyn_scale=c.dyn_scale,
+            rep_scale=c.rep_scale,
+            free_nats=c.free_nats,
+            novelty=novelty,
         )
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
@@ -397,8 +464,18 @@ class DreamerAgent(Agent):
         if novelty is not None:
             replayed["novelty"] = novelty
         actor_loss, critic_loss, ac_metrics = self.behavior.loss(
-            self.wm, start, start_cont, gen, horizon=c.imag_horizon, gamma=1.0 - 1.0 / c.horizon,
-            lam=c.lam, entropy=c.entropy, slowreg=c.slowreg, replay=replayed, repval_scale=c.repval_scale, bonus=bonus,
+            self.wm,
+            start,
+            start_cont,
+            gen,
+            horizon=c.imag_horizon,
+            gamma=1.0 - 1.0 / c.horizon,
+            lam=c.lam,
+            entropy=c.entropy,
+            slowreg=c.slowreg,
+            replay=replayed,
+            repval_scale=c.repval_scale,
+            bonus=bonus,
         )
         if self.wm.novelty_head is not None:
             metrics["behavior/explore_bonus"] = bonus
@@ -431,8 +508,12 @@ class DreamerAgent(Agent):
         gen = torch_generator(derive_seed(ctx.seed, "train"))
         self.gen = torch_generator(derive_seed(ctx.seed, "act"))
         rng = np.random.default_rng(derive_seed(ctx.seed, "replay"))
-        replay = self.replay = Replay(n, c.replay_size, self.observation_space.shape, self.observation_space.dtype)
-        tracker = EpisodicNovelty(n, int(np.prod(self.observation_space.shape)), derive_seed(ctx.seed, "novelty"))
+        replay = self.replay = Replay(
+            n, c.replay_size, self.observation_space.shape, self.observation_space.dtype
+        )
+        tracker = EpisodicNovelty(
+            n, int(np.prod(self.observation_space.shape)), derive_seed(ctx.seed, "novelty")
+        )
         spec = getattr(env, "misgen_spec", None)
         intended = spec.intended_goal.name if spec is not None else None
         goals = spec.goal_names if spec is not None else ()
@@ -455,7 +536,9 @@ class DreamerAgent(Agent):
             actions = actions_t.numpy()
             if self.steps_done < random_until:
                 actions = rng.integers(0, self.num_actions, size=n)
-                carry = Carry(carry.latent, nn.functional.one_hot(torch.as_tensor(actions), self.num_actions).float())
+                carry = Carry(
+                    carry.latent, nn.functional.one_hot(torch.as_tensor(actions), self.num_actions).float()
+                )
             replay.add(rows, obs, actions, reward, first, np.zeros(n, bool), novel)
             obs, reward, terminated, truncated, info = env.step(actions)
             reward = np.asarray(reward, dtype=np.float32)
@@ -469,8 +552,13 @@ class DreamerAgent(Agent):
                 final_novel = tracker.visit(final_obs, idx).astype(np.float32)
                 novel[idx] = final_novel  # counted in the novel share below (the arrivals of this step)
                 replay.add(
-                    idx, final_obs, np.zeros(len(idx), np.int64), reward[idx], np.zeros(len(idx), bool),
-                    np.asarray(terminated)[idx], final_novel,
+                    idx,
+                    final_obs,
+                    np.zeros(len(idx), np.int64),
+                    reward[idx],
+                    np.zeros(len(idx), bool),
+                    np.asarray(terminated)[idx],
+                    final_novel,
                 )
                 record_finished_episodes(info, idx, intended, goals, episodes)
                 reward = np.where(done, 0.0, reward).astype(np.float32)
@@ -484,7 +572,9 @@ class DreamerAgent(Agent):
                 self.owed += n * c.train_ratio / per_update
                 while self.owed >= 1.0:
                     self.owed -= 1.0
-                    for key, value in self._train_step(replay.sample(c.batch_size, c.batch_length, rng, c.reward_balance), gen).items():
+                    for key, value in self._train_step(
+                        replay.sample(c.batch_size, c.batch_length, rng, c.reward_balance), gen
+                    ).items():
                         if math.isfinite(value):
                             sums[key] = sums.get(key, 0.0) + value
                             counts[key] = counts.get(key, 0) + 1

@@ -56,7 +56,9 @@ class ReturnNorm(nn.Module):
         return torch.clamp(self.high - self.low, min=self.limit)
 
 
-def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, lam: float) -> torch.Tensor:
+def lambda_returns(
+    rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, lam: float
+) -> torch.Tensor:
     """λ-returns of a trajectory (time first).
 
     Args:
@@ -77,7 +79,12 @@ def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discounts: torch
 
 
 def replay_returns(
-    rewards: torch.Tensor, terminal: torch.Tensor, last: torch.Tensor, boot: torch.Tensor, gamma: float, lam: float
+    rewards: torch.Tensor,
+    terminal: torch.Tensor,
+    last: torch.Tensor,
+    boot: torch.Tensor,
+    gamma: float,
+    lam: float,
 ) -> torch.Tensor:
     """λ-returns along replayed sequences (batch first), as in the DreamerV3 reference code.
 
@@ -108,7 +115,9 @@ def replay_returns(
 class Behavior(nn.Module):
     """Actor, critic, slow critic and return normaliser (see the module docstring)."""
 
-    def __init__(self, feat_dim: int, num_actions: int, *, hidden: int, layers: int, bins: int, unimix: float) -> None:
+    def __init__(
+        self, feat_dim: int, num_actions: int, *, hidden: int, layers: int, bins: int, unimix: float
+    ) -> None:
         super().__init__()
         self.actor = MLP(feat_dim, num_actions, hidden, layers)
         self.critic = MLP(feat_dim, bins, hidden, layers, zero_out=True)
@@ -197,7 +206,9 @@ class Behavior(nn.Module):
         logp = torch.log(probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1))
         ent = -(probs * torch.log(probs)).sum(-1)
         actor_loss = (w * -(logp * adv + entropy * ent)).mean()
-        critic_nll = -self.twohot.log_prob(logits[:-1], returns) - slowreg * self.twohot.log_prob(logits[:-1], slow_target)
+        critic_nll = -self.twohot.log_prob(logits[:-1], returns) - slowreg * self.twohot.log_prob(
+            logits[:-1], slow_target
+        )
         critic_loss = (w * critic_nll).mean()
         repval = torch.zeros(())
         if replay is not None and repval_scale > 0:
@@ -212,7 +223,9 @@ class Behavior(nn.Module):
                 rep_weight = 1.0 - replay["is_last"][:, :-1].float()
             rep_logits = logits[0].view(b, t, -1)[:, :-1]
             rep_slow = slow_target[0].view(b, t)[:, :-1]
-            rep_nll = -self.twohot.log_prob(rep_logits, rep_ret) - slowreg * self.twohot.log_prob(rep_logits, rep_slow)
+            rep_nll = -self.twohot.log_prob(rep_logits, rep_ret) - slowreg * self.twohot.log_prob(
+                rep_logits, rep_slow
+            )
             repval = (rep_weight * rep_nll).mean()
             critic_loss = critic_loss + repval_scale * repval
         metrics = {

@@ -232,7 +232,11 @@ class ObsCodec(nn.Module):
         dec: list[nn.Module] = []
         for i, (in_c, out_c, in_hw, out_hw) in enumerate(reversed(strides)):
             pad = (in_hw[0] - 2 * out_hw[0], in_hw[1] - 2 * out_hw[1])
-            dec.append(nn.ConvTranspose2d(out_c, in_c, 4, 2, 1, pad, bias=i == len(strides) - 1 and self.kind == "rgb"))
+            dec.append(
+                nn.ConvTranspose2d(
+                    out_c, in_c, 4, 2, 1, pad, bias=i == len(strides) - 1 and self.kind == "rgb"
+                )
+            )
             if self.kind == "grid" or i < len(strides) - 1:
                 dec += [ChannelNorm(in_c), nn.SiLU()]
         if self.kind == "grid":

@@ -67,7 +67,16 @@ class Latent:
 class RSSM(nn.Module):
     """Recurrent state-space model (see the module docstring)."""
 
-    def __init__(self, embed_dim: int, num_actions: int, deter: int, latents: int, classes: int, hidden: int, unimix: float) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        num_actions: int,
+        deter: int,
+        latents: int,
+        classes: int,
+        hidden: int,
+        unimix: float,
+    ) -> None:
         super().__init__()
         self.latents, self.classes, self.unimix = latents, classes, unimix
         self.num_actions = num_actions
@@ -101,7 +110,12 @@ class RSSM(nn.Module):
         return Latent(deter, sample_onehot(probs, gen) if gen is not None else mode_onehot(probs))
 
     def obs_step(
-        self, prev: Latent, prev_action: torch.Tensor, embed: torch.Tensor, is_first: torch.Tensor, gen: torch.Generator | None
+        self,
+        prev: Latent,
+        prev_action: torch.Tensor,
+        embed: torch.Tensor,
+        is_first: torch.Tensor,
+        gen: torch.Generator | None,
     ) -> tuple[Latent, torch.Tensor, torch.Tensor]:
         """One filtering step; rows with ``is_first`` restart from the initial state and no action.
 
@@ -117,7 +131,11 @@ class RSSM(nn.Module):
         return Latent(deter, stoch), post_logits, prior_logits
 
     def observe(
-        self, embed: torch.Tensor, prev_actions: torch.Tensor, is_first: torch.Tensor, gen: torch.Generator | None
+        self,
+        embed: torch.Tensor,
+        prev_actions: torch.Tensor,
+        is_first: torch.Tensor,
+        gen: torch.Generator | None,
     ) -> tuple[Latent, torch.Tensor, torch.Tensor]:
         """Filter a batch of sequences (B, T, ...) from the initial state (``is_first[:, 0]`` must be True)."""
         b, t = is_first.shape
@@ -129,7 +147,11 @@ class RSSM(nn.Module):
             stochs.append(state.stoch)
             posts.append(post)
             priors.append(prior)
-        return Latent(torch.stack(deters, 1), torch.stack(stochs, 1)), torch.stack(posts, 1), torch.stack(priors, 1)
+        return (
+            Latent(torch.stack(deters, 1), torch.stack(stochs, 1)),
+            torch.stack(posts, 1),
+            torch.stack(priors, 1),
+        )
 
 
 class WorldModel(nn.Module):
@@ -215,7 +237,9 @@ class WorldModel(nn.Module):
         recon = self.codec.loss(flat, obs.flatten(0, 1)).view(b, t)
         reward_nll = -self.twohot.log_prob(self.reward_head(feat), rewards)
         cont_target = 1.0 - is_terminal.float()
-        cont_nll = F.binary_cross_entropy_with_logits(self.cont_head(feat).squeeze(-1), cont_target, reduction="none")
+        cont_nll = F.binary_cross_entropy_with_logits(
+            self.cont_head(feat).squeeze(-1), cont_target, reduction="none"
+        )
         post_p, prior_p = self.rssm.probs(post_logits), self.rssm.probs(prior_logits)
         dyn_kl = categorical_kl(post_p.detach(), prior_p)
         rep_kl = categorical_kl(post_p, prior_p.detach())
@@ -237,15 +261,23 @@ class WorldModel(nn.Module):
                 "loss/cont": float(cont_nll.mean()),
                 "loss/dyn_kl": float(dyn_kl.mean()),
                 "loss/rep_kl": float(rep_kl.mean()),
-                "model/reward_err_on_rewarded": float((reward_pred - rewards).abs()[rewarded].mean()) if bool(rewarded.any()) else float("nan"),
+                "model/reward_err_on_rewarded": float((reward_pred - rewards).abs()[rewarded].mean())
+                if bool(rewarded.any())
+                else float("nan"),
                 "model/reward_err_unrewarded": float((reward_pred - rewards).abs()[~rewarded].mean()),
                 "model/post_entropy": float(-(post_p * post_p.log()).sum(-1).mean()),
             }
             if nov_logit is not None:
                 nov_err = (torch.sigmoid(nov_logit) - novelty.float()).abs()
                 novel = novelty > 0.5
-                metrics["loss/novelty"] = float(F.binary_cross_entropy_with_logits(nov_logit, novelty.float()))
+                metrics["loss/novelty"] = float(
+                    F.binary_cross_entropy_with_logits(nov_logit, novelty.float())
+                )
                 metrics["model/novelty_err"] = float(nov_err.mean())
-                metrics["model/novelty_err_on_novel"] = float(nov_err[novel].mean()) if bool(novel.any()) else float("nan")
-                metrics["model/novelty_err_on_seen"] = float(nov_err[~novel].mean()) if bool((~novel).any()) else float("nan")
+                metrics["model/novelty_err_on_novel"] = (
+                    float(nov_err[novel].mean()) if bool(novel.any()) else float("nan")
+                )
+                metrics["model/novelty_err_on_seen"] = (
+                    float(nov_err[~novel].mean()) if bool((~novel).any()) else float("nan")
+                )
         return loss, post.detach(), metrics

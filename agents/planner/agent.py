@@ -177,8 +177,17 @@ class PlannerConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "debug": {
-        "num_envs": 4, "search.num_simulations": 4, "act_simulations": 4, "unroll": 4, "batch_size": 16, "replay_size": 512,
-        "channels": 4, "conv_layers": 1, "hidden": 16, "vin_channels": 4, "report_every": 32,
+        "num_envs": 4,
+        "search.num_simulations": 4,
+        "act_simulations": 4,
+        "unroll": 4,
+        "batch_size": 16,
+        "replay_size": 512,
+        "channels": 4,
+        "conv_layers": 1,
+        "hidden": 16,
+        "vin_channels": 4,
+        "report_every": 32,
     },
     "small": {},
     "puct": {"search.rule": "puct", "search.num_simulations": 16},
@@ -195,12 +204,16 @@ def native_env_names() -> str:
 def require_core(env: Any, need_state: bool = True) -> tuple[Any, Any]:
     """``(env.core, env.state)`` of a native vector env, or a one-line error naming native envs."""
     if env is None:
-        raise MisgenError("the planner acts by search and needs the env (act(obs, state, first, env)); pass the vector env")
+        raise MisgenError(
+            "the planner acts by search and needs the env (act(obs, state, first, env)); pass the vector env"
+        )
     core, state = getattr(env, "core", None), getattr(env, "state", None)
     if core is None:
         spec = getattr(env, "misgen_spec", None)
         name = f"env {spec.id!r}" if spec is not None else "this env"
-        raise MisgenError(f"the planner needs a native env with a functional core; {name} has none. Native envs: {native_env_names()}")
+        raise MisgenError(
+            f"the planner needs a native env with a functional core; {name} has none. Native envs: {native_env_names()}"
+        )
     if state is None and need_state:
         raise MisgenError("the planner plans from env.state; reset the env before acting")
     return core, state
@@ -232,7 +245,9 @@ class PlannerAgent(Agent):
             out.update(value_net="vin", agent_channel=spec.agent_channel, value_target="bellman")
         return out
 
-    def __init__(self, config: PlannerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int) -> None:
+    def __init__(
+        self, config: PlannerConfig, observation_space: gym.Space, action_space: gym.Space, seed: int
+    ) -> None:
         super().__init__(config, observation_space, action_space, seed)
         if not isinstance(action_space, gym.spaces.Discrete):
             raise MisgenError(f"the planner supports Discrete action spaces only, got {action_space}")
@@ -271,7 +286,9 @@ class PlannerAgent(Agent):
         """
         obs = np.asarray(obs)
         if tuple(obs.shape[1:]) != tuple(self.observation_space.shape):
-            raise MisgenError(f"planner got observations of shape {tuple(obs.shape[1:])}, trained on {self.observation_space.shape}")
+            raise MisgenError(
+                f"planner got observations of shape {tuple(obs.shape[1:])}, trained on {self.observation_space.shape}"
+            )
         feat, logits, value, reward = self.net(torch.as_tensor(np.ascontiguousarray(obs)))
         return {
             "value": value.numpy(),
@@ -336,7 +353,9 @@ class PlannerAgent(Agent):
         """
         require_core(env, need_state=False)
         if env.num_envs != self.config.num_envs:
-            raise MisgenError(f"planner was configured for num_envs={self.config.num_envs}, got an env with {env.num_envs}")
+            raise MisgenError(
+                f"planner was configured for num_envs={self.config.num_envs}, got an env with {env.num_envs}"
+            )
         try:
             with torch_threads(self.config.threads):
                 self._learn(env, ctx)
@@ -349,11 +368,19 @@ class PlannerAgent(Agent):
         obs, _ = env.reset(seed=ctx.seed)
         self._core = env.core
         template = env.state if c.value_target == "bellman" or c.value_net == "vin" else None
-        replay = Replay(c.replay_size, self.observation_space.shape, self.observation_space.dtype, self.num_actions, template)
+        replay = Replay(
+            c.replay_size,
+            self.observation_space.shape,
+            self.observation_space.dtype,
+            self.num_actions,
+            template,
+        )
         spec = getattr(env, "misgen_spec", None)
         intended = spec.intended_goal.name if spec is not None else None
         goals = spec.goal_names if spec is not None else ()
-        self._novelty = SearchNovelty(env.num_envs, int(np.prod(self.observation_space.shape)), derive_seed(ctx.seed, "novelty"))
+        self._novelty = SearchNovelty(
+            env.num_envs, int(np.prod(self.observation_space.shape)), derive_seed(ctx.seed, "novelty")
+        )
         self._novelty.restart(np.arange(env.num_envs), obs)
         self._explorers = np.arange(env.num_envs) < env.num_envs - round(c.plain_share * env.num_envs)
         sums: dict[str, float] = {}
@@ -371,7 +398,9 @@ class PlannerAgent(Agent):
                 self.net.train()
                 while owed >= 1.0:
                     owed -= 1.0
-                    _accumulate(sums, counts, self._update(replay.sample(c.batch_size, rng, c.reward_balance)))
+                    _accumulate(
+                        sums, counts, self._update(replay.sample(c.batch_size, rng, c.reward_balance))
+                    )
                 self.net.eval()
             if self.steps_done >= next_report or self.steps_done >= ctx.total_steps:
                 elapsed = max(time.monotonic() - clock, 1e-9)
@@ -387,11 +416,15 @@ class PlannerAgent(Agent):
                 clock, steps0, updates0 = time.monotonic(), self.steps_done, self.updates
                 next_report = (self.steps_done // c.report_every + 1) * c.report_every
 
-    def _collect(self, env, obs, rng, total_steps, episodes, intended, goals, sums, counts) -> dict[str, np.ndarray]:
+    def _collect(
+        self, env, obs, rng, total_steps, episodes, intended, goals, sums, counts
+    ) -> dict[str, np.ndarray]:
         """Up to ``unroll`` steps of every env with noisy search; returns the segment's targets."""
         c = self.config
         n = env.num_envs
-        rec: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "policy", "net_value", "arrival", "reward", "term", "trunc", "final_value")}
+        rec: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("obs", "policy", "net_value", "arrival", "reward", "term", "trunc", "final_value")
+        }
         states: list[Any] = []
         for _ in range(c.unroll):
             if self.steps_done >= total_steps:
@@ -399,7 +432,16 @@ class PlannerAgent(Agent):
             core, state = require_core(env)
             bonus = self.explore_bonus()
             edge_bonus = self._novelty.bonus_fn(bonus, self._explorers) if bonus > 0 else None
-            res = search(core, state, self._evaluate, self.search_config, rng, noise=True, sample=True, edge_bonus=edge_bonus)
+            res = search(
+                core,
+                state,
+                self._evaluate,
+                self.search_config,
+                rng,
+                noise=True,
+                sample=True,
+                edge_bonus=edge_bonus,
+            )
             states.append(state.copy())
             next_obs, reward, terminated, truncated, info = env.step(res.action)
             terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
@@ -436,7 +478,9 @@ class PlannerAgent(Agent):
         bootstrap = self._evaluate(obs)[1]
         seg = {k: np.stack(v) for k, v in rec.items()}
         values = np.concatenate([seg["net_value"], bootstrap[None]])
-        targets = lambda_returns(seg["reward"], seg["term"], seg["trunc"], values, seg["final_value"], c.search.discount, c.lam)
+        targets = lambda_returns(
+            seg["reward"], seg["term"], seg["trunc"], values, seg["final_value"], c.search.discount, c.lam
+        )
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (T, B, ...) -> (T * B, ...)
         return {
             "obs": flat(seg["obs"]),
@@ -444,7 +488,13 @@ class PlannerAgent(Agent):
             "value": flat(targets),
             "arrival": flat(seg["arrival"]),
             "reward": flat(seg["reward"]),
-            "state": dataclasses.replace(states[0], **{f.name: np.concatenate([getattr(x, f.name) for x in states]) for f in dataclasses.fields(states[0])}),
+            "state": dataclasses.replace(
+                states[0],
+                **{
+                    f.name: np.concatenate([getattr(x, f.name) for x in states])
+                    for f in dataclasses.fields(states[0])
+                },
+            ),
             "next_obs": obs,
         }
 
@@ -457,10 +507,14 @@ class PlannerAgent(Agent):
         """Every action from each stored state ``s`` through the env's core (the training levels'
         true rewards and termination): ``(next obs (k * A, ...), reward, terminated)``, action-major."""
         k, a = len(state), self.num_actions
-        nxt, reward, terminated, _ = self._core.step(state.take(np.repeat(np.arange(k), a)), np.tile(np.arange(a), k))
+        nxt, reward, terminated, _ = self._core.step(
+            state.take(np.repeat(np.arange(k), a)), np.tile(np.arange(a), k)
+        )
         return self._core.observe(nxt), np.asarray(reward, np.float64), np.asarray(terminated, bool)
 
-    def _bellman_targets(self, next_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray) -> np.ndarray:
+    def _bellman_targets(
+        self, next_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray
+    ) -> np.ndarray:
         """``max_a r(s, a) + discount * V(s_a)`` with the current network valuing the successors.
         Time limits are ignored (no clock is observed)."""
         value = self._evaluate(next_obs)[1]
@@ -473,7 +527,11 @@ class PlannerAgent(Agent):
         # The reward model reads the torso only: no value iteration on the arrival batch.
         reward = self.net.reward_of_features(self.net.features(torch.as_tensor(batch["arrival"])))
         stepped = self._model_step(batch["state"]) if "state" in batch else None
-        target_v = self._bellman_targets(*stepped) if c.value_target == "bellman" and stepped is not None else batch["value"]
+        target_v = (
+            self._bellman_targets(*stepped)
+            if c.value_target == "bellman" and stepped is not None
+            else batch["value"]
+        )
         target_pi = torch.as_tensor(batch["policy"])
         policy_loss = -(target_pi * torch.log_softmax(logits, -1)).sum(-1).mean()
         value_loss = 0.5 * (value - torch.as_tensor(target_v, dtype=value.dtype)).pow(2).mean()
@@ -486,7 +544,9 @@ class PlannerAgent(Agent):
             reward_loss = reward_loss + 0.5 * map_err.pow(2).mean()
             if stepped is not None:
                 map_reward, map_pass = self.net.vin.map_loss(
-                    torch.as_tensor(batch["obs"]), torch.as_tensor(stepped[0]), torch.as_tensor(stepped[1], dtype=torch.float32)
+                    torch.as_tensor(batch["obs"]),
+                    torch.as_tensor(stepped[0]),
+                    torch.as_tensor(stepped[1], dtype=torch.float32),
                 )
                 reward_loss = reward_loss + map_reward + map_pass
         loss = policy_loss + c.value_coef * value_loss + c.reward_coef * reward_loss
@@ -520,7 +580,9 @@ class PlannerAgent(Agent):
         unknown = sorted(k for k in tensors if not k.startswith((NET, OPTIM)))
         if unknown:
             raise KeyError(f"unexpected tensors {unknown[:3]}")
-        self.net.load_state_dict({k.removeprefix(NET): v for k, v in tensors.items() if k.startswith(NET)}, strict=True)
+        self.net.load_state_dict(
+            {k.removeprefix(NET): v for k, v in tensors.items() if k.startswith(NET)}, strict=True
+        )
         load_optimizer_tensors(self.optim, list(self.net.parameters()), tensors, OPTIM)
 
     def state_json(self) -> dict[str, Any]:

@@ -249,7 +249,9 @@ class Tree:
         completed = np.where(n > 0, q, lo[:, None])
         return (completed - lo[:, None]) / np.maximum(hi - lo, self.cfg.q_range_floor)[:, None]
 
-    def completed_q(self, envs: np.ndarray, nodes: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
+    def completed_q(
+        self, envs: np.ndarray, nodes: np.ndarray, logits: np.ndarray | None = None
+    ) -> np.ndarray:
         """Unscaled Q completed by the mixed value (unvisited actions get the mixed value)."""
         n, q = self.child_stats(envs, nodes)
         logits = self.logits[envs, nodes] if logits is None else logits
@@ -275,7 +277,9 @@ class Tree:
         n, _ = self.child_stats(envs, nodes)
         parent_n = self.visits[envs, nodes][:, None]
         pb_c = cfg.pb_c_init + np.log((parent_n + cfg.pb_c_base + 1.0) / cfg.pb_c_base)
-        score = self.q_by_parent_and_siblings(envs, nodes) + np.sqrt(parent_n) * pb_c * softmax(logits) / (n + 1.0)
+        score = self.q_by_parent_and_siblings(envs, nodes) + np.sqrt(parent_n) * pb_c * softmax(logits) / (
+            n + 1.0
+        )
         return score.argmax(axis=1)
 
     def gumbel_interior_select(self, envs: np.ndarray, nodes: np.ndarray) -> np.ndarray:

@@ -209,7 +209,9 @@ class SplitMiniGridEnv(MiniGridEnv):
             if self._try_gen_grid(width, height):
                 self.mission = self.mission_text()
                 return
-        raise MisgenError(f"{type(self).__name__}: no valid level in 1000 tries with {self.config}; use a larger room")
+        raise MisgenError(
+            f"{type(self).__name__}: no valid level in 1000 tries with {self.config}; use a larger room"
+        )
 
     def mission_text(self) -> str:
         """MiniGrid's mission string (fixed per config; its encoding is ``mission_color/type``)."""
@@ -219,7 +221,9 @@ class SplitMiniGridEnv(MiniGridEnv):
         """Build one candidate level; return whether it is valid."""
         raise NotImplementedError
 
-    def goal_events(self, action: int, carried_before: WorldObj | None, front: tuple[int, int]) -> dict[str, bool]:
+    def goal_events(
+        self, action: int, carried_before: WorldObj | None, front: tuple[int, int]
+    ) -> dict[str, bool]:
         """Goals reached by the step just taken (the core ORs them into the episode's flags).
 
         Args:
@@ -338,9 +342,22 @@ class MiniGridCore:
             cells[i] = [env.goal_cells[name] for name in self.goal_names]
         carrying = np.tile(NO_CARRY, (n, 1))
         reached = np.zeros((n, g), bool)
-        return MiniGridState(grid, agent, direction, carrying, np.zeros(n, np.int64), level, cells, reached, np.zeros(n, bool), seeds)
+        return MiniGridState(
+            grid,
+            agent,
+            direction,
+            carrying,
+            np.zeros(n, np.int64),
+            level,
+            cells,
+            reached,
+            np.zeros(n, bool),
+            seeds,
+        )
 
-    def step(self, state: MiniGridState, actions: np.ndarray) -> tuple[MiniGridState, np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self, state: MiniGridState, actions: np.ndarray
+    ) -> tuple[MiniGridState, np.ndarray, np.ndarray, np.ndarray]:
         n = len(state.t)
         mg_actions = self._actions[np.asarray(actions, dtype=np.int64).reshape(n)].tolist()
         grid = state.grid.copy()
@@ -355,7 +372,18 @@ class MiniGridCore:
             grid[i, front[0], front[1]] = encode_obj(env.grid.get(*front))
             here = env.grid.get(*env.agent_pos)
             died = here is not None and here.type == "lava"
-            out.append((env.agent_pos, env.agent_dir, encode_obj(env.carrying), env.step_count, reward, terminated, truncated, died))
+            out.append(
+                (
+                    env.agent_pos,
+                    env.agent_dir,
+                    encode_obj(env.carrying),
+                    env.step_count,
+                    reward,
+                    terminated,
+                    truncated,
+                    died,
+                )
+            )
             reached = env.goal_events(action, before, front)
             events[i] = [reached.get(g, False) for g in self.goal_names]
         agent, direction, carrying, t, reward, terminated, truncated, died = zip(*out, strict=True)
@@ -410,7 +438,9 @@ class MiniGridCore:
         if goal not in self.goal_names:
             raise KeyError(f"{self.env_type.__name__} has no goal {goal!r}; goals: {self.goal_names}")
         rows = self._rows(state)
-        return np.array([self._action_index[int(self._load(row).oracle_action(goal))] for row in rows], dtype=np.int64)
+        return np.array(
+            [self._action_index[int(self._load(row).oracle_action(goal))] for row in rows], dtype=np.int64
+        )
 
     def render(self, state: MiniGridState, index: int = 0, tile_size: int = 16) -> np.ndarray:
         """MiniGrid's own full-grid rendering of env ``index`` (no view highlight)."""

@@ -112,7 +112,9 @@ class DoorKeyShiftEnv(SplitMiniGridEnv):
     actions_used = (Actions.left, Actions.right, Actions.forward, Actions.pickup, Actions.toggle)
     level_fields = ("door_x", "door_y", "key_x", "key_y")
 
-    def __init__(self, config: DoorKeyShiftConfig | None = None, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, config: DoorKeyShiftConfig | None = None, render_mode: str | None = None, **kwargs: Any
+    ) -> None:
         self.door_x = self.door_y = self.key_x = self.key_y = 0
         super().__init__(config or DoorKeyShiftConfig(), render_mode=render_mode, **kwargs)
 
@@ -162,7 +164,9 @@ class DoorKeyShiftEnv(SplitMiniGridEnv):
                 return False
         return True
 
-    def goal_events(self, action: int, carried_before: WorldObj | None, front: tuple[int, int]) -> dict[str, bool]:
+    def goal_events(
+        self, action: int, carried_before: WorldObj | None, front: tuple[int, int]
+    ) -> dict[str, bool]:
         events = {GOAL: self.pos() == self.goal_cells[GOAL]}
         obj = self.picked_up(action, carried_before)
         if obj is not None and obj.type == "key" and obj.color != DOOR_COLOR:
@@ -181,7 +185,11 @@ class DoorKeyShiftEnv(SplitMiniGridEnv):
         if self.carrying is not None:
             action = first_action(self, walk, facing(door_cell, walk))
             return Actions.toggle if action is None else self._move(action)
-        take = {GOAL: (self.key_x, self.key_y), BY_DOOR: self.goal_cells[BY_DOOR], DECOY: self.goal_cells[DECOY]}[goal]
+        take = {
+            GOAL: (self.key_x, self.key_y),
+            BY_DOOR: self.goal_cells[BY_DOOR],
+            DECOY: self.goal_cells[DECOY],
+        }[goal]
         action = first_action(self, walk, facing(take, walk))
         return Actions.pickup if action is None else self._move(action)
 

@@ -87,7 +87,9 @@ class LavaShortcutConfig:
         if self.height < 6:
             raise ValueError(f"height must be >= 6, got {self.height}")
         if not 1 <= self.usual_bridge_row <= self.height - 2:
-            raise ValueError(f"usual_bridge_row must be in [1, {self.height - 2}], got {self.usual_bridge_row}")
+            raise ValueError(
+                f"usual_bridge_row must be in [1, {self.height - 2}], got {self.usual_bridge_row}"
+            )
         if self.bridge not in ("usual", "moved"):
             raise ValueError(f"bridge must be 'usual' or 'moved', got {self.bridge!r}")
         if not 0.0 <= self.moved_fraction <= 1.0:
@@ -104,7 +106,9 @@ class LavaShortcutEnv(SplitMiniGridEnv):
     goal_names = (GOAL, BRIDGE)
     actions_used = (Actions.left, Actions.right, Actions.forward)
 
-    def __init__(self, config: LavaShortcutConfig | None = None, render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, config: LavaShortcutConfig | None = None, render_mode: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(config or LavaShortcutConfig(), render_mode=render_mode, **kwargs)
 
     def mission_text(self) -> str:
@@ -129,7 +133,9 @@ class LavaShortcutEnv(SplitMiniGridEnv):
         walk = walkable(self)
         return first_action(self, walk, stand_on(self.goal_cells[GOAL])) != NO_PATH
 
-    def goal_events(self, action: int, carried_before: WorldObj | None, front: tuple[int, int]) -> dict[str, bool]:
+    def goal_events(
+        self, action: int, carried_before: WorldObj | None, front: tuple[int, int]
+    ) -> dict[str, bool]:
         here = self.pos()
         cell = self.grid.get(*here)
         on_lava = cell is not None and cell.type == "lava"

@@ -117,7 +117,9 @@ class CoinRunRules:
             raise StateError(f"coinrun level has {len(coin)} coin cells")
         ey, ex = (int(v) for v in coin[0])
         seed = np.array([state.step["current_level_seed"]], np.int64)
-        move = self.config.coin_placement == "random" or bool(uniform(seed, 1)[0] < self.config.coin_random_fraction)
+        move = self.config.coin_placement == "random" or bool(
+            uniform(seed, 1)[0] < self.config.coin_random_fraction
+        )
         cx, cy = ex, ey
         if move:
             candidates = coin_candidates(state, ex)
@@ -134,7 +136,13 @@ class CoinRunRules:
         k = self.goal_names.index(goal)
         target = env.goal_cells[:, k]
         return self._planner.actions(
-            goal, env.states, target, env.goal_cells[:, 0], env.episode_ids, env.episode_steps, env.last_actions
+            goal,
+            env.states,
+            target,
+            env.goal_cells[:, 0],
+            env.episode_ids,
+            env.episode_steps,
+            env.last_actions,
         )
 
     def close(self) -> None:

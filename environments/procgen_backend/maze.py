@@ -82,7 +82,9 @@ class ProcgenMazeConfig(ProcgenOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.cheese_placement not in ("region", "apart", "anywhere"):
-            raise ValueError(f"cheese_placement must be 'region', 'apart' or 'anywhere', got {self.cheese_placement!r}")
+            raise ValueError(
+                f"cheese_placement must be 'region', 'apart' or 'anywhere', got {self.cheese_placement!r}"
+            )
         if self.region < 1:
             raise ValueError("region must be >= 1")
         if not 0.0 <= self.cheese_random_fraction <= 1.0:
@@ -95,9 +97,12 @@ def maze_bounds(state: ProcgenState) -> tuple[int, int]:
     return (world - dim) // 2, dim
 
 
-def apart_mask(open_: np.ndarray, start: tuple[int, int], corner: tuple[int, int], min_separation: int) -> np.ndarray:
+def apart_mask(
+    open_: np.ndarray, start: tuple[int, int], corner: tuple[int, int], min_separation: int
+) -> np.ndarray:
     """(H, W) open cells off the start-to-corner path, whose own path from the start avoids the
     corner, at least ``min_separation`` moves from it (exact in a perfect maze: paths are unique)."""
+
     def field(cell: tuple[int, int]) -> np.ndarray:
         target = np.zeros((1, *open_.shape), dtype=bool)
         target[0, cell[0], cell[1]] = True
@@ -105,7 +110,12 @@ def apart_mask(open_: np.ndarray, start: tuple[int, int], corner: tuple[int, int
 
     d_start, d_corner = field(start), field(corner)
     start_to_corner = d_start[corner]
-    return open_ & (d_start + d_corner != start_to_corner) & (d_start != start_to_corner + d_corner) & (d_corner >= min_separation)
+    return (
+        open_
+        & (d_start + d_corner != start_to_corner)
+        & (d_start != start_to_corner + d_corner)
+        & (d_corner >= min_separation)
+    )
 
 
 class MazeRules:
@@ -127,7 +137,9 @@ class MazeRules:
         margin, dim = maze_bounds(state)
         top = margin + dim - 1
         seed = np.array([state.step["current_level_seed"]], np.int64)
-        anywhere = self.config.cheese_placement == "anywhere" or bool(uniform(seed, 1)[0] < self.config.cheese_random_fraction)
+        anywhere = self.config.cheese_placement == "anywhere" or bool(
+            uniform(seed, 1)[0] < self.config.cheese_random_fraction
+        )
         candidates = np.isin(grid, (SPACE, GOAL_CELL))
         if not anywhere:
             lo = max(margin, top - self.config.region + 1)
@@ -136,7 +148,9 @@ class MazeRules:
             candidates &= region
         candidates[margin, margin] = False  # the start cell
         if self.config.cheese_placement == "apart":
-            apart = candidates & apart_mask(grid != WALL, (margin, margin), (top, top), self.config.min_separation)
+            apart = candidates & apart_mask(
+                grid != WALL, (margin, margin), (top, top), self.config.min_separation
+            )
             if apart.any():
                 candidates = apart
         ny, nx = (int(v) for v in choose_cells(candidates[None], seed, 2)[0])

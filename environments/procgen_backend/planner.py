@@ -65,7 +65,9 @@ def random_plans(rng: np.random.Generator, n: int, horizon: int, direction: int)
     for j in range(n):
         letters: list[str] = []
         while len(letters) < horizon:
-            letters += [str(rng.choice(["M", "J", "B", "N"], p=[0.4, 0.2, 0.3, 0.1]))] * int(rng.integers(1, 9))
+            letters += [str(rng.choice(["M", "J", "B", "N"], p=[0.4, 0.2, 0.3, 0.1]))] * int(
+                rng.integers(1, 9)
+            )
         plans[j] = [_CODES[direction][c] for c in letters[:horizon]]
     return plans
 
@@ -92,7 +94,12 @@ class LookaheadPlanner:
     """
 
     def __init__(
-        self, env_name: str, gym3_kwargs: Mapping[str, Any], horizon: int = 32, commit: int = 8, stall_steps: int = 48
+        self,
+        env_name: str,
+        gym3_kwargs: Mapping[str, Any],
+        horizon: int = 32,
+        commit: int = 8,
+        stall_steps: int = 48,
     ) -> None:
         self.env_name = env_name
         self.gym3_kwargs = dict(gym3_kwargs)
@@ -180,7 +187,9 @@ class LookaheadPlanner:
         cache["pos"] = np.where(arrived, self.commit, cache["pos"] + 1)  # re-plan once it leaves
         return out
 
-    def _plan(self, state: ProcgenState, target: np.ndarray, reward_cell: np.ndarray, stalled: bool) -> np.ndarray:
+    def _plan(
+        self, state: ProcgenState, target: np.ndarray, reward_cell: np.ndarray, stalled: bool
+    ) -> np.ndarray:
         """The best template from ``state`` (scores in the module docstring)."""
         io = self._scratch(state)
         assert self._reference is not None
@@ -188,7 +197,9 @@ class LookaheadPlanner:
         direction = 1 if target[0] + 0.5 >= start[0] else -1
         plans = self.plans[direction]
         if stalled:  # the templates made no progress for a while: explore instead
-            rng = np.random.default_rng([int(state.step["current_level_seed"]) & 0x7FFFFFFF, int(state.step["cur_time"])])
+            rng = np.random.default_rng(
+                [int(state.step["current_level_seed"]) & 0x7FFFFFFF, int(state.step["cur_time"])]
+            )
             plans = random_plans(rng, len(plans), self.horizon, direction)
         p = len(plans)
         for j in range(p):

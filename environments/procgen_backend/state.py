@@ -112,7 +112,9 @@ class _Reader:
 
     def need(self, n: int) -> None:
         if n < 0 or self.offset + n > len(self.raw):
-            raise StateError(f"procgen state truncated at byte {self.offset} (needs {n} more of {len(self.raw)})")
+            raise StateError(
+                f"procgen state truncated at byte {self.offset} (needs {n} more of {len(self.raw)})"
+            )
 
     def int(self) -> int:
         self.need(4)
@@ -165,9 +167,9 @@ class ProcgenState:
     @property
     def grid(self) -> np.ndarray:
         """(height, width) int32 cells indexed ``[y, x]``, y = 0 at the bottom (read-only)."""
-        return np.frombuffer(self.raw, dtype="<i4", count=self.width * self.height, offset=self.grid_offset).reshape(
-            self.height, self.width
-        )
+        return np.frombuffer(
+            self.raw, dtype="<i4", count=self.width * self.height, offset=self.grid_offset
+        ).reshape(self.height, self.width)
 
     @property
     def agent(self) -> np.void:
@@ -222,9 +224,13 @@ def parse_state(raw: bytes, check_cells: bool = True) -> ProcgenState:
         raise StateError(f"procgen state version {version}, expected {SERIALIZE_VERSION}")
     game = r.string().decode("ascii", errors="replace")
     if game not in GAME_CELLS:
-        raise StateError(f"procgen game {game!r} is not supported; supported: {', '.join(sorted(GAME_CELLS))}")
+        raise StateError(
+            f"procgen game {game!r} is not supported; supported: {', '.join(sorted(GAME_CELLS))}"
+        )
     options_offset = r.skip(4 * len(OPTION_NAMES))
-    options = dict(zip(OPTION_NAMES, struct.unpack_from(f"<{len(OPTION_NAMES)}i", raw, options_offset), strict=True))
+    options = dict(
+        zip(OPTION_NAMES, struct.unpack_from(f"<{len(OPTION_NAMES)}i", raw, options_offset), strict=True)
+    )
     for _ in range(2):  # level-seed RNG, game RNG: is_seeded + mt19937 state string
         r.int()
         r.string()
@@ -248,7 +254,9 @@ def parse_state(raw: bytes, check_cells: bool = True) -> ProcgenState:
     grid_offset = r.skip(4 * n)
     tail = _parse_tail(game, r)
     if r.offset + 4 != len(raw):
-        raise StateError(f"procgen state has {len(raw) - r.offset - 4} unexpected bytes before the end marker")
+        raise StateError(
+            f"procgen state has {len(raw) - r.offset - 4} unexpected bytes before the end marker"
+        )
     if struct.unpack_from("<I", raw, r.offset)[0] != END_OF_BUFFER:
         raise StateError("procgen state lacks the end marker")
     state = ProcgenState(raw, game, options, step, entities, width, height, grid_offset, tail, options_offset)
@@ -257,14 +265,24 @@ def parse_state(raw: bytes, check_cells: bool = True) -> ProcgenState:
         known = (grid >= 0) & (grid < 256)
         known[known] = _CELL_LUT[game][grid[known]]
         if not known.all():
-            raise StateError(f"procgen {game} grid holds unknown cell types {sorted(set(grid[~known].tolist()))}")
+            raise StateError(
+                f"procgen {game} grid holds unknown cell types {sorted(set(grid[~known].tolist()))}"
+            )
     return state
 
 
 def _parse_tail(game: str, r: _Reader) -> dict[str, Any]:
     if game == "coinrun":
         start = r.skip(FIXED_TAILS[game])
-        names = ("last_agent_y", "wall_theme", "has_support", "facing_right", "is_on_crate", "gravity", "air_control")
+        names = (
+            "last_agent_y",
+            "wall_theme",
+            "has_support",
+            "facing_right",
+            "is_on_crate",
+            "gravity",
+            "air_control",
+        )
         return dict(zip(names, struct.unpack_from("<fiiiiff", r.raw, start), strict=True))
     if game == "maze":
         return {"maze_dim": r.int(), "world_dim": r.int()}

@@ -208,7 +208,11 @@ class ProcgenVectorEnv(gym.vector.VectorEnv):
     # gym3 plumbing ------------------------------------------------------------------------------
     def _observe(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rew, ob, first = self._gym3.observe()
-        return np.asarray(rew, np.float32), np.ascontiguousarray(ob["rgb"].transpose(0, 3, 1, 2)), np.asarray(first, bool)
+        return (
+            np.asarray(rew, np.float32),
+            np.ascontiguousarray(ob["rgb"].transpose(0, 3, 1, 2)),
+            np.asarray(first, bool),
+        )
 
     def _read_states(self) -> None:
         assert self._io is not None
@@ -223,7 +227,9 @@ class ProcgenVectorEnv(gym.vector.VectorEnv):
             try:
                 edited, cells = self.rules.prepare(fresh)
             except StateError as e:
-                raise StateError(f"{self.misgen_spec.id} level {fresh.step['current_level_seed']}: {e}") from e
+                raise StateError(
+                    f"{self.misgen_spec.id} level {fresh.step['current_level_seed']}: {e}"
+                ) from e
             if edited is not fresh:
                 self._io.set(int(i), edited, fresh)
                 self.states[i] = edited
@@ -349,7 +355,9 @@ class ProcgenVectorEnv(gym.vector.VectorEnv):
     def oracle_actions(self, goal: str) -> np.ndarray:
         """Actions of a scripted agent pursuing ``goal`` with the true state (see agents.scripted)."""
         if goal not in self.rules.goal_names:
-            raise MisgenError(f"unknown goal {goal!r} for env {self.misgen_spec.id!r}; valid: {', '.join(self.rules.goal_names)}")
+            raise MisgenError(
+                f"unknown goal {goal!r} for env {self.misgen_spec.id!r}; valid: {', '.join(self.rules.goal_names)}"
+            )
         return np.asarray(self.rules.oracle_actions(self, goal), np.int64)
 
     def close_extras(self, **kwargs: Any) -> None:
@@ -372,7 +380,9 @@ class ProcgenEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
 
-    def __init__(self, spec: EnvSpec, split: Split, rules: GameRules, render_mode: str | None = "rgb_array") -> None:
+    def __init__(
+        self, spec: EnvSpec, split: Split, rules: GameRules, render_mode: str | None = "rgb_array"
+    ) -> None:
         self.misgen_spec = spec
         self.split = split
         self.render_mode = render_mode
@@ -417,11 +427,14 @@ def _single(info: Mapping[str, Any]) -> dict[str, Any]:
 def procgen_factories(config_type: type, rules_type: type):
     """The (vector, single) factories of a procgen env: resolve config for the split, build rules."""
 
-    def make_vector(spec: EnvSpec, split: Split, num_envs: int, seed: int, overrides: Mapping[str, Any]) -> ProcgenVectorEnv:
-        return ProcgenVectorEnv(spec, split, num_envs, seed, rules_type(resolve_config(config_type, split, overrides)))
+    def make_vector(
+        spec: EnvSpec, split: Split, num_envs: int, seed: int, overrides: Mapping[str, Any]
+    ) -> ProcgenVectorEnv:
+        return ProcgenVectorEnv(
+            spec, split, num_envs, seed, rules_type(resolve_config(config_type, split, overrides))
+        )
 
     def make_single(spec: EnvSpec, split: Split, overrides: Mapping[str, Any]) -> ProcgenEnv:
         return ProcgenEnv(spec, split, rules_type(resolve_config(config_type, split, overrides)))
 
     return make_vector, make_single
-

@@ -54,7 +54,14 @@ class LearningClock(gym.vector.VectorWrapper):
     go to the wrapped misgen env, so agents see the same interface.
     """
 
-    def __init__(self, env: gym.vector.VectorEnv, evaluate: Any, seconds: float, eval_every: int, thresholds: Sequence[float]) -> None:
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        evaluate: Any,
+        seconds: float,
+        eval_every: int,
+        thresholds: Sequence[float],
+    ) -> None:
         super().__init__(env)
         self.evaluate = evaluate
         self.seconds = seconds
@@ -86,7 +93,9 @@ class LearningClock(gym.vector.VectorWrapper):
         for t in self.thresholds:
             if self.reached[f"{t:g}"] is None and success >= t:
                 self.reached[f"{t:g}"] = {"env_steps": self.env_steps, "seconds": point["seconds"]}
-        console.print(f"  {self.env_steps:>9,} steps  {self.train_seconds:7.1f} s  train success {success:.2f}")
+        console.print(
+            f"  {self.env_steps:>9,} steps  {self.train_seconds:7.1f} s  train success {success:.2f}"
+        )
         self._mark = time.monotonic()
 
     def step(self, actions):
@@ -123,17 +132,35 @@ def learn_run(
     env_overrides = resolved.env_overrides
     probe = spec.make("train", 1, 0, env_overrides)
     try:
-        agent: Agent = cls(resolved.agent_config, probe.single_observation_space, probe.single_action_space, derive_seed(seed, "agent"))
+        agent: Agent = cls(
+            resolved.agent_config,
+            probe.single_observation_space,
+            probe.single_action_space,
+            derive_seed(seed, "agent"),
+        )
     finally:
         probe.close()
     evaluations = iter(range(10**9))
 
     def evaluate() -> float:
         k = next(evaluations)
-        rollouts = collect(agent, spec, "train", eval_episodes, derive_seed(seed, "bench-learn-eval", k), overrides=env_overrides)
+        rollouts = collect(
+            agent,
+            spec,
+            "train",
+            eval_episodes,
+            derive_seed(seed, "bench-learn-eval", k),
+            overrides=env_overrides,
+        )
         return float(rollouts.reached(rollouts.intended).mean())
 
-    env = LearningClock(spec.make("train", agent.num_envs(), derive_seed(seed, "env"), env_overrides), evaluate, seconds, eval_every, thresholds)
+    env = LearningClock(
+        spec.make("train", agent.num_envs(), derive_seed(seed, "env"), env_overrides),
+        evaluate,
+        seconds,
+        eval_every,
+        thresholds,
+    )
     ctx = SimpleContext(max(int(resolved.steps), 10**9), seed=derive_seed(seed, "learn"))
     try:
         agent.learn(env, ctx)
@@ -187,7 +214,9 @@ def run_learn_bench(
         for seed in range(seeds):
             console.print(f"[bold]{name}[/] seed {seed} on {env_id} (at most {seconds:g} s of training)")
             rows.append(learn_run(env_id, name, seed, seconds, eval_every, eval_episodes, overrides, preset))
-    table = Table(title=f"time / env steps to train success on {env_id} (bonus-free evaluation, {eval_episodes} episodes)")
+    table = Table(
+        title=f"time / env steps to train success on {env_id} (bonus-free evaluation, {eval_episodes} episodes)"
+    )
     for col in ("agent", "seed", *(f"to {t:g}" for t in THRESHOLDS), "final", "target to 0.9", "met"):
         table.add_column(col, justify="left" if col == "agent" else "right")
     for r in rows:

@@ -35,10 +35,16 @@ def planner_decision_rows(
     cls = get_agent("planner")
     default = cls.Config()
     from misgen.configs import build_config
+
     rows = []
     for sims in SIMULATIONS:
         for batch in batches or (1, default.num_envs):
-            config = build_config(cls.Config, cls.env_defaults(spec), {"search.num_simulations": str(sims), "act_simulations": str(sims)}, "agent 'planner'")
+            config = build_config(
+                cls.Config,
+                cls.env_defaults(spec),
+                {"search.num_simulations": str(sims), "act_simulations": str(sims)},
+                "agent 'planner'",
+            )
             env = spec.make("train", batch, 0)
             try:
                 agent = cls(config, env.single_observation_space, env.single_action_space, 0)

@@ -70,14 +70,27 @@ def register(app: typer.Typer) -> None:
             _print_json([env_record(spec) for _, spec in ENVS.items()])
             return
         table = Table(title="misgen environments")
-        for col in ("env", "backend", "gym id", "splits (level seeds)", "goals", "knob", "difficulty (train)", "available"):
+        for col in (
+            "env",
+            "backend",
+            "gym id",
+            "splits (level seeds)",
+            "goals",
+            "knob",
+            "difficulty (train)",
+            "available",
+        ):
             table.add_column(col)
         for name, spec in ENVS.items():
             splits = "\n".join(f"{s.name}: [{s.seed_start:,}, {s.seed_stop:,})" for s in spec.splits.values())
             goals = "\n".join(f"{g.name} ({g.role})" for g in spec.goals)
             available = "yes" if spec.available() else f"no (needs {', '.join(spec.requires)})"
-            difficulty = "\n".join(f"{k}={v}" for k, v in spec.difficulty_config().items()) if spec.available() else ""
-            table.add_row(name, spec.backend, spec.gym_id, splits, goals, spec.knob or "-", difficulty or "-", available)
+            difficulty = (
+                "\n".join(f"{k}={v}" for k, v in spec.difficulty_config().items()) if spec.available() else ""
+            )
+            table.add_row(
+                name, spec.backend, spec.gym_id, splits, goals, spec.knob or "-", difficulty or "-", available
+            )
         console.print(table)
 
     @app.command("agents")

@@ -68,10 +68,15 @@ def register(app: typer.Typer) -> None:
     @app.command("study")
     def study(
         env: str = typer.Option(
-            None, "--env", "-e", help="Environments, comma-separated (default: the budget's: quick maze-cheese, full maze-cheese,coinrun-shift)."
+            None,
+            "--env",
+            "-e",
+            help="Environments, comma-separated (default: the budget's: quick maze-cheese, full maze-cheese,coinrun-shift).",
         ),
         agents: str = typer.Option("ppo,dreamer,planner", help="Agent classes, comma-separated."),
-        seeds: int = typer.Option(None, help="Seeds per agent class and knob value (default: the budget's: quick 2, full 5)."),
+        seeds: int = typer.Option(
+            None, help="Seeds per agent class and knob value (default: the budget's: quick 2, full 5)."
+        ),
         budget: str = typer.Option(
             "quick", help="quick (a short study; times in misgen/bench/MEASUREMENTS.md) or full."
         ),
@@ -112,12 +117,15 @@ def register(app: typer.Typer) -> None:
                 chosen = None
             else:
                 chosen = parse_knob(env_id, knob)
-            env_jobs = study_jobs(env_id, _split_csv([agents]), plan.seeds if seeds is None else seeds, budget, root, chosen)
+            env_jobs = study_jobs(
+                env_id, _split_csv([agents]), plan.seeds if seeds is None else seeds, budget, root, chosen
+            )
             if chosen is not None:
                 fields.add(chosen.field)
                 values = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in chosen.values)
                 console.print(
-                    f"{env_id}: disambiguation curve over {chosen.field} = {values}: {len(env_jobs)} jobs", highlight=False
+                    f"{env_id}: disambiguation curve over {chosen.field} = {values}: {len(env_jobs)} jobs",
+                    highlight=False,
                 )
             jobs += env_jobs
         results = run_sweep(jobs, backend=backend, workers=workers, ray_address=ray_address, console=console)

@@ -25,7 +25,9 @@ def _final_rollouts(record: RunRecord, split: str) -> Rollouts | None:
         files = [record.run.path / named["file"]]
     else:  # older results without the file name: the newest cache of that split
         folder = record.run.rollouts_dir / f"step_{step}"
-        files = sorted(folder.glob(f"{split}-*.npz"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+        files = (
+            sorted(folder.glob(f"{split}-*.npz"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+        )
     if not files:
         return None
     try:
@@ -53,7 +55,11 @@ def value_maps(records: list[RunRecord]) -> list[tuple[str, np.ndarray, list[tup
     for agent, record in _one_per_agent(records).items():
         result = record.probes[record.final_step]
         probes = result.get("probes", {})
-        entry = probes.get("value-map") if isinstance(probes, dict) else next((p for p in probes if p.get("name") == "value-map"), None)
+        entry = (
+            probes.get("value-map")
+            if isinstance(probes, dict)
+            else next((p for p in probes if p.get("name") == "value-map"), None)
+        )
         details = (entry or {}).get("details") or {}
         grid = details.get("heatmap") or details.get("value_map")
         if grid is None:
