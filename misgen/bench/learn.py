@@ -26,6 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from rich.console import Console
 from rich.table import Table
 
 from misgen.agents import get_agent
@@ -61,8 +62,10 @@ class LearningClock(gym.vector.VectorWrapper):
         seconds: float,
         eval_every: int,
         thresholds: Sequence[float],
+        console: Console = console,
     ) -> None:
         super().__init__(env)
+        self.console = console
         self.evaluate = evaluate
         self.seconds = seconds
         self.eval_every = eval_every
@@ -93,7 +96,7 @@ class LearningClock(gym.vector.VectorWrapper):
         for t in self.thresholds:
             if self.reached[f"{t:g}"] is None and success >= t:
                 self.reached[f"{t:g}"] = {"env_steps": self.env_steps, "seconds": point["seconds"]}
-        console.print(
+        self.console.print(
             f"  {self.env_steps:>9,} steps  {self.train_seconds:7.1f} s  train success {success:.2f}"
         )
         self._mark = time.monotonic()
@@ -122,6 +125,7 @@ def learn_run(
     overrides: dict[str, str] | None = None,
     preset: str | None = None,
     thresholds: Sequence[float] = THRESHOLDS,
+    console: Console = console,
 ) -> dict[str, Any]:
     """Train one agent class on one seed until the last threshold or ``seconds``; its record."""
     request = TrainRequest(env=env_id, agent=agent_name, seed=seed, preset=preset, overrides=overrides or {})
@@ -160,6 +164,7 @@ def learn_run(
         seconds,
         eval_every,
         thresholds,
+        console,
     )
     ctx = SimpleContext(max(int(resolved.steps), 10**9), seed=derive_seed(seed, "learn"))
     try:
@@ -203,8 +208,10 @@ def run_learn_bench(
     out: Path,
     overrides: dict[str, str] | None = None,
     preset: str | None = None,
-) -> list[dict[str, Any]]:
-    """Run every (agent, seed) in turn, print a rich table and write JSON to ``out`` atomically."""
+    console: Console = console,
+) -> dict[str, Any]:
+    """Run every (agent, seed) in turn, print a rich table to ``console``, write JSON to ``out``
+    atomically, and return that record."""
     for name in agent_names:
         get_agent(name)  # unknown names fail before any training starts
     if seeds < 1 or seconds <= 0 or eval_every < 1 or eval_episodes < 1:
@@ -213,7 +220,11 @@ def run_learn_bench(
     for name in agent_names:
         for seed in range(seeds):
             console.print(f"[bold]{name}[/] seed {seed} on {env_id} (at most {seconds:g} s of training)")
-            rows.append(learn_run(env_id, name, seed, seconds, eval_every, eval_episodes, overrides, preset))
+            rows.append(
+                learn_run(
+                    env_id, name, seed, seconds, eval_every, eval_episodes, overrides, preset, console=console
+                )
+            )
     table = Table(
         title=f"time / env steps to train success on {env_id} (bonus-free evaluation, {eval_episodes} episodes)"
     )
@@ -246,7 +257,7 @@ def run_learn_bench(
     tmp.write_text(json.dumps(record, indent=2, default=_json_default))
     tmp.replace(out)
     console.print(f"wrote {out}")
-    return rows
+    return record
 
 
 def _json_default(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """``misgen bench envs|agents|learn``: throughput benchmarks, printed as rich tables and written as JSON.
 
-With ``--json`` (envs, agents) the results go to stdout as JSON and the tables to stderr, so the
+With ``--json`` (envs, agents, learn) the results go to stdout as JSON and the tables to stderr, so the
 output pipes into ``jq`` or a file.
 """
 
@@ -78,14 +78,20 @@ def register(app: typer.Typer) -> None:
             [], "--set", help="Config override key=value for every run (env.<field> for the env)."
         ),
         out: Path = typer.Option(Path("runs/bench/learn.json"), help="Where to write the JSON results."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the JSON results on stdout (tables and progress go to stderr)."
+        ),
     ) -> None:
         """Wall time and env steps to 0.5 / 0.8 / 0.9 train success per agent class and seed."""
         from misgen.bench.learn import run_learn_bench
         from misgen.configs import parse_overrides
 
-        run_learn_bench(
+        record = run_learn_bench(
             env_id=env, agent_names=[a for a in agents.split(",") if a], seeds=seeds, seconds=minutes * 60,
-            eval_every=eval_every, eval_episodes=eval_episodes, out=out, overrides=parse_overrides(set_), preset=preset or None,
+            eval_every=eval_every, eval_episodes=eval_episodes, out=out, overrides=parse_overrides(set_),
+            preset=preset or None, console=_console(as_json),
         )  # fmt: skip
+        if as_json:
+            print(json.dumps(record, indent=2, default=str))
 
     app.add_typer(bench, name="bench")
