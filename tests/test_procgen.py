@@ -259,7 +259,7 @@ def test_edits_depend_only_on_the_level_seed():
             assert tuple(cells.setdefault(int(seed), tuple(cell))) == tuple(cell)
 
 
-def test_maze_train_cheese_in_top_right_region_and_test_shift_anywhere():
+def test_maze_train_cheese_in_top_right_region_and_test_shift_apart_from_it():
     spec = get_env(MAZE)
     outside = {}
     for split in ("train", "test-shift"):

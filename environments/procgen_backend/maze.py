@@ -137,11 +137,11 @@ class MazeRules:
         margin, dim = maze_bounds(state)
         top = margin + dim - 1
         seed = np.array([state.step["current_level_seed"]], np.int64)
-        anywhere = self.config.cheese_placement == "anywhere" or bool(
+        in_region = self.config.cheese_placement == "region" and not bool(
             uniform(seed, 1)[0] < self.config.cheese_random_fraction
         )
         candidates = np.isin(grid, (SPACE, GOAL_CELL))
-        if not anywhere:
+        if in_region:
             lo = max(margin, top - self.config.region + 1)
             region = np.zeros_like(candidates)
             region[lo : top + 1, lo : top + 1] = True
