@@ -157,20 +157,18 @@ def _batch(agent: DreamerAgent, b: int = 2, t: int = 5) -> dict[str, torch.Tenso
     }
 
 
+def _model_loss(agent, b):
+    """The world-model loss on batch ``b`` with fixed scales: (loss, posterior, metrics)."""
+    return agent.wm.loss(
+        b["obs"], b["action"], b["reward"], b["is_first"], b["is_terminal"], torch_generator(0),
+        dyn_scale=0.5, rep_scale=0.1, free_nats=1.0,
+    )  # fmt: skip
+
+
 def test_world_model_loss_terms_and_free_bits():
     agent, _ = debug_agent()
     b = _batch(agent)
-    loss, post, metrics = agent.wm.loss(
-        b["obs"],
-        b["action"],
-        b["reward"],
-        b["is_first"],
-        b["is_terminal"],
-        torch_generator(0),
-        dyn_scale=0.5,
-        rep_scale=0.1,
-        free_nats=1.0,
-    )
+    loss, post, metrics = _model_loss(agent, b)
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert post.deter.shape == (2, 5, agent.config.deter)
     assert post.stoch.shape == (2, 5, agent.config.latents, agent.config.classes)
@@ -190,17 +188,7 @@ def test_world_model_loss_terms_and_free_bits():
 def test_behavior_loss_shapes_and_no_model_gradient():
     agent, _ = debug_agent()
     b = _batch(agent)
-    _, post, _ = agent.wm.loss(
-        b["obs"],
-        b["action"],
-        b["reward"],
-        b["is_first"],
-        b["is_terminal"],
-        torch_generator(0),
-        dyn_scale=0.5,
-        rep_scale=0.1,
-        free_nats=1.0,
-    )
+    _, post, _ = _model_loss(agent, b)
     agent.wm.zero_grad(set_to_none=True)
     from misgen.agents.dreamer.world_model import Latent
 
@@ -550,17 +538,7 @@ def test_novelty_head_trains_and_shapes_imagined_rewards():
     assert last["model/novelty_err"] < first_err
     # The bonus enters the actor-critic's rewards only: the reward head and the probe hooks are unchanged.
     b = _batch(agent)
-    _, post, _ = agent.wm.loss(
-        b["obs"],
-        b["action"],
-        b["reward"],
-        b["is_first"],
-        b["is_terminal"],
-        torch_generator(0),
-        dyn_scale=0.5,
-        rep_scale=0.1,
-        free_nats=1.0,
-    )
+    _, post, _ = _model_loss(agent, b)
     from misgen.agents.dreamer.world_model import Latent
 
     start = Latent(post.deter.flatten(0, 1), post.stoch.flatten(0, 1))
