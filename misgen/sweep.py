@@ -244,20 +244,32 @@ class JobBoard:
                 self.progress[i].poll(now)
 
     def _rate(self, i: int) -> float | None:
-        """This job's step rate, else the mean rate of jobs of the same agent, else of all jobs."""
+        """This job's step rate, else the mean rate of running or finished jobs of the same agent
+        class. ``None`` when no job of that class has a rate yet: classes differ by 10x and more
+        (PPO against Dreamer or the planner), so another class's rate would be a guess."""
         own = self.progress[i].rate
         if own:
             return own
         same = [
             p.rate for j, p in enumerate(self.progress) if p.rate and self.jobs[j].agent == self.jobs[i].agent
         ]
-        every = [p.rate for p in self.progress if p.rate]
-        pool = same or every
-        return sum(pool) / len(pool) if pool else None
+        return sum(same) / len(same) if same else None
+
+    def unmeasured_agents(self) -> list[str]:
+        """Agent classes with unfinished jobs and no measured step rate yet (the ETA leaves them out)."""
+        left = [i for i, s in enumerate(self.state) if s in ("queued", "submitted", "running")]
+        missing = {
+            self.jobs[i].agent
+            for i in left
+            if self.progress[i].total > self.progress[i].step and self._rate(i) is None
+        }
+        return sorted(missing)
 
     def eta_seconds(self) -> float | None:
-        """Seconds until every job is done: each unfinished job's steps left at its rate, plus the
-        probing time finished jobs needed after training, spread over the workers."""
+        """Seconds until every job with a known rate is done: each unfinished job's steps left at
+        its rate, plus the probing time finished jobs needed after training, spread over the
+        workers. Jobs of classes with no rate yet are left out (see :meth:`eta`); ``None`` when no
+        unfinished job has a rate."""
         left = [i for i, s in enumerate(self.state) if s in ("queued", "submitted", "running")]
         if not left:
             return 0.0
@@ -267,21 +279,30 @@ class JobBoard:
             if r.status == "done" and self.progress[i].trained_at is not None and i in self.started
         ]
         overhead = sum(after) / len(after) if after else 0.0
-        total = 0.0
+        total, known = 0.0, 0
         for i in left:
             p = self.progress[i]
             remaining = max(0, p.total - p.step)
             if remaining == 0:
-                total += overhead
+                total, known = total + overhead, known + 1
                 continue
             rate = self._rate(i)
-            if rate is None:
-                return None
-            total += remaining / rate + overhead
+            if rate is not None:
+                total, known = total + remaining / rate + overhead, known + 1
+        if not known:
+            return None
         return total / max(1, min(self.workers, len(left)))
 
     def eta(self) -> str:
-        return _duration(self.eta_seconds())
+        """The overall ETA; a lower bound (``>= ...``, naming the classes) while some queued class
+        has no measured rate."""
+        seconds = self.eta_seconds()
+        if seconds is None:
+            return "measuring"
+        missing = self.unmeasured_agents()
+        if missing:
+            return f">= {_duration(seconds)} (+ {', '.join(missing)}: rate not measured yet)"
+        return _duration(seconds)
 
     def summary(self) -> str:
         counts = {s: self.state.count(s) for s in ("queued", "submitted", "running", "done", "failed")}

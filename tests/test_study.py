@@ -12,7 +12,7 @@ from rich.console import Console
 from misgen.errors import MisgenError
 from misgen.runstore import find_runs, runs_root
 from misgen.study import AgentBudget, Knob, StudyBudget, parse_knob, study_jobs
-from misgen.sweep import Job, JobBoard, JobResult, run_sweep
+from misgen.sweep import Job, JobBoard, JobResult, _job_progress, run_sweep
 
 QUIET = Console(quiet=True)
 CLASSES = ("ppo", "dreamer", "planner")
@@ -155,6 +155,26 @@ def test_board_reads_steps_and_estimates_eta_from_step_rates(tmp_path, monkeypat
     # Job 0 has 600 steps left at 40/s; queued job 1 (same agent) 1000 at 40/s; one worker.
     assert board.eta_seconds() == pytest.approx(600 / 40 + 1000 / 40)
     assert "400/1,000 steps, 40 steps/s, ETA 15s" in board.job_line(0)
+
+
+def test_eta_is_a_lower_bound_naming_classes_without_a_rate(tmp_path, monkeypatch):
+    """A queued Dreamer job must not be timed at PPO's rate (10x faster): the ETA says ">=" and
+    names the class until a Dreamer job has a rate of its own."""
+    board = _board(tmp_path, [0])
+    dreamer = Job("maze-cheese", "dreamer", 0, steps=1000, preset="debug", root=str(tmp_path))
+    board.jobs.append(dreamer)
+    board.state.append("queued")
+    board.progress.append(_job_progress(dreamer))
+    clock = [100.0]
+    monkeypatch.setattr("misgen.sweep.time.monotonic", lambda: clock[0])
+    board.start(0)
+    board.poll()
+    clock[0] = 110.0
+    board.progress[0].metrics.write_text(json.dumps({"step": 0}) + "\n" + json.dumps({"step": 400}) + "\n")
+    board.poll()
+    assert board.unmeasured_agents() == ["dreamer"]
+    assert board.eta_seconds() == pytest.approx(600 / 40)
+    assert board.eta() == ">= 15s (+ dreamer: rate not measured yet)"
 
 
 def test_plain_progress_lines_when_not_a_terminal(tmp_path):
