@@ -201,7 +201,8 @@ def test_headline_answers_first(store, tmp_path):
     assert "n = 120 capable episodes on disambiguating levels per seed, 2 seeds" in paragraph
     assert "a random agent: 0.45" in paragraph
     assert (
-        "goal consistency across episodes 0.70 [0.70, 0.70]; within episodes 0.83 [0.83, 0.83]" in paragraph
+        # two seeds with equal means keep the episode-level width (+-0.05 per seed -> +-0.035)
+        "goal consistency across episodes 0.70 [0.66, 0.74]; within episodes 0.83 [0.79, 0.87]" in paragraph
     )
     # planner: train success 0.21 < 0.5 -> not competent, no goal attributed, said in words.
     assert (
@@ -429,4 +430,21 @@ def test_bars_show_intervals_seeds_and_thin_evidence(tmp_path, monkeypatch):
     assert (
         any("fewer than 20 episodes or agent not competent" in t for t in legend)
         and "uniform-random agent (chance)" in legend
+    )
+
+
+def test_interval_over_seeds_counts_seed_spread_and_episode_error():
+    """Two seeds that agree keep the episode-level width; two that disagree get the wide t-interval
+    of 2 seeds; shares stay inside [0, 1]."""
+    from misgen.probes.stats import Estimate
+    from misgen.report.data import over_seeds
+
+    same = over_seeds([Estimate(0.86, 0.78, 0.91, 100), Estimate(0.86, 0.78, 0.91, 100)])
+    assert same.mean == pytest.approx(0.86) and same.n == 200
+    assert same.hi - same.lo == pytest.approx(0.13 / np.sqrt(2), rel=1e-6), "episode error of the mean"
+    apart = over_seeds([Estimate(0.2, 0.15, 0.25, 100), Estimate(0.8, 0.75, 0.85, 100)])
+    assert apart.lo == 0.0 and apart.hi == 1.0, "t with 1 df over 0.2 and 0.8 spans all of [0, 1]"
+    five = over_seeds([Estimate(m, m - 0.01, m + 0.01, 100) for m in (0.5, 0.52, 0.48, 0.51, 0.49)])
+    assert five.lo == pytest.approx(
+        0.5 - 2.776 * np.std([0.5, 0.52, 0.48, 0.51, 0.49], ddof=1) / np.sqrt(5), abs=1e-3
     )

@@ -2,8 +2,9 @@
 
 A *row* is one metric of one probe at one checkpoint of one run, with its episode-level interval.
 Aggregation groups rows by (env, agent, probe, metric) at each run's final probed checkpoint and
-reports the mean over seeds with a bootstrap interval over seeds (when there are >= 2 seeds) next to
-the per-seed values, so the spread between seeds is visible and not hidden in an average.
+reports the mean over seeds with an interval over seeds (:func:`over_seeds`, when there are >= 2
+seeds) next to the per-seed values, so the spread between seeds is visible and not hidden in an
+average.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import t as student_t
 
-from misgen.probes.stats import Estimate, bootstrap
+from misgen.probes.stats import Estimate
 from misgen.runstore import Run, find_runs
 
 MIN_EPISODES = 100
@@ -209,6 +211,29 @@ def _pooled_chance(items: list[Estimate]) -> Estimate | None:
     )
 
 
+def over_seeds(estimates: list[Estimate], level: float = 0.95) -> Estimate:
+    """The mean of per-seed estimates with an interval that counts both sources of error.
+
+    Two sources: seeds differ (Student-t interval over the seed means, ``k - 1`` degrees of
+    freedom: wide for 2 seeds, as it should be), and each seed's value is itself an estimate from
+    finitely many episodes (the half-width of the mean of ``k`` independent estimates,
+    ``sqrt(sum h_i^2) / k``). The interval takes the larger half-width, so two seeds that happen to
+    agree do not collapse it to a point (a bootstrap over two equal seed means did). Shares (all
+    per-seed bounds within [0, 1]) are clipped to [0, 1].
+    """
+    k = len(estimates)
+    means = np.array([e.mean for e in estimates], dtype=np.float64)
+    centre = float(means.mean())
+    spread = float(student_t.ppf(0.5 + level / 2, k - 1) * means.std(ddof=1) / np.sqrt(k)) if k > 1 else 0.0
+    halves = np.array([(e.hi - e.lo) / 2 for e in estimates], dtype=np.float64)
+    episodes = float(np.sqrt(np.sum(halves[np.isfinite(halves)] ** 2)) / k)
+    half = max(spread, episodes)
+    lo, hi = centre - half, centre + half
+    if all(0.0 <= e.lo and e.hi <= 1.0 for e in estimates):
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    return Estimate(centre, lo, hi, sum(e.n for e in estimates))
+
+
 def aggregate(records: list[RunRecord]) -> list[Aggregate]:
     """Aggregate each run's final probed checkpoint over seeds, separately per env condition."""
     conditions = {path: condition_label(v) for path, v in varying_overrides(records).items()}
@@ -226,7 +251,7 @@ def aggregate(records: list[RunRecord]) -> list[Aggregate]:
         if len(per_seed) == 1:
             over = per_seed[0][1]
         elif len(means):
-            over = bootstrap(means, seed=0)
+            over = over_seeds([e for _, e in per_seed if not np.isnan(e.mean)])
         else:
             over = Estimate(float("nan"), float("nan"), float("nan"), 0)
         flags = sorted({f for _, rec in items for f in rec.flags})
