@@ -144,7 +144,12 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def config_from_dict(config_type: type, data: Mapping[str, Any]) -> Any:
     """Rebuild a config saved with :func:`config_to_dict` (lists back to tuples, nested groups
-    back to their dataclasses; a group's fields saved flat by older versions are picked up)."""
+    back to their dataclasses; a group's fields saved flat by older versions are picked up).
+
+    A field added after a config was saved takes its value from the class's ``LEGACY_DEFAULTS``
+    (field -> value) when it has one there, not its current default: a new default that changes
+    the network (e.g. PPO's ``centre_downsample``) must not silently change an old checkpoint.
+    """
     hints = typing.get_type_hints(config_type)
     names = set(field_names(config_type))
     values: dict[str, Any] = {}
@@ -155,6 +160,10 @@ def config_from_dict(config_type: type, data: Mapping[str, Any]) -> Any:
         if sub_type is not None and isinstance(v, Mapping):
             v = config_from_dict(sub_type, v)
         values[k] = tuple(v) if isinstance(v, list) else v
+    legacy_defaults: Mapping[str, Any] = getattr(config_type, "LEGACY_DEFAULTS", {})
+    for name, value in legacy_defaults.items():
+        if name in names and name not in data:
+            values[name] = value
     for name in names:
         sub_type = _nested_type(hints, name)
         if sub_type is not None and name not in values:

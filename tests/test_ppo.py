@@ -258,6 +258,41 @@ def test_centre_on_puts_the_marked_cell_in_the_middle():
     assert y[0, 2].sum() == 9 and torch.equal(y[0, 2, 2:, 2:], torch.ones(3, 3))
 
 
+def test_strided_and_pooled_torsos_see_every_cell_and_halve_the_centred_board():
+    """Both ways of halving the centred board give the same shapes, and with ``stride`` a change
+    to any single cell of the board still changes the features (no cell falls between windows)."""
+    from misgen.agents.grid_torso import GridTorso
+
+    torch.manual_seed(0)
+    pooled = GridTorso((3, 13, 13), 32, 8, 3, centre_channel=1)
+    strided = GridTorso((3, 13, 13), 32, 8, 3, centre_channel=1, downsample="stride")
+    assert [p.shape for p in pooled.parameters()] == [p.shape for p in strided.parameters()]
+    x = torch.zeros(1, 3, 13, 13)
+    x[0, 1, 6, 6] = 1
+    base = strided(x)
+    assert pooled(x).shape == base.shape == (1, 32)
+    for r in range(13):
+        for c in range(13):
+            if (r, c) != (6, 6):
+                y = x.clone()
+                y[0, 0, r, c] = 1
+                assert not torch.allclose(strided(y), base), f"a wall at {(r, c)} is invisible"
+    with pytest.raises(MisgenError, match="downsample"):
+        GridTorso((3, 13, 13), 32, 8, 3, centre_channel=1, downsample="avg")  # type: ignore[arg-type]
+
+
+def test_configs_saved_before_centre_downsample_keep_the_max_pool():
+    """An old run's config has no ``centre_downsample``: it must load as the network it was trained
+    with (``maxpool``), not as today's default (``stride``)."""
+    from misgen.configs import config_from_dict, config_to_dict
+
+    saved = config_to_dict(PPOConfig())
+    assert saved["centre_downsample"] == "stride"
+    assert config_from_dict(PPOConfig, saved).centre_downsample == "stride"
+    del saved["centre_downsample"]
+    assert config_from_dict(PPOConfig, saved).centre_downsample == "maxpool"
+
+
 def test_train_takes_centre_channel_from_the_env_unless_overridden(tmp_path):
     from misgen.train import resolve
 

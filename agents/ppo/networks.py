@@ -25,7 +25,7 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from misgen.agents.grid_torso import GridTorso
+from misgen.agents.grid_torso import Downsample, GridTorso
 from misgen.errors import MisgenError
 
 NetworkName = Literal["auto", "grid", "impala"]
@@ -63,6 +63,7 @@ class GridCNN(BaseFeaturesExtractor):
         channels: channels of every conv layer.
         conv_layers: number of 3x3 conv layers.
         centre_channel: observation channel marking the agent's cell (``-1``: no re-centring).
+        downsample: how the first conv halves the centred board (see ``GridTorso``).
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class GridCNN(BaseFeaturesExtractor):
         channels: int = 32,
         conv_layers: int = 3,
         centre_channel: int = -1,
+        downsample: Downsample = "maxpool",
     ) -> None:
         super().__init__(observation_space, features_dim)
         self.torso = GridTorso(
@@ -81,6 +83,7 @@ class GridCNN(BaseFeaturesExtractor):
             conv_layers,
             centre_channel,
             input_scale(observation_space),
+            downsample,
         )
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
