@@ -279,17 +279,19 @@ class JobBoard:
             if r.status == "done" and self.progress[i].trained_at is not None and i in self.started
         ]
         overhead = sum(after) / len(after) if after else 0.0
-        total, known = 0.0, 0
+        total, timed, untimed = 0.0, 0, 0
         for i in left:
             p = self.progress[i]
             remaining = max(0, p.total - p.step)
             if remaining == 0:
-                total, known = total + overhead, known + 1
+                total += overhead
                 continue
             rate = self._rate(i)
-            if rate is not None:
-                total, known = total + remaining / rate + overhead, known + 1
-        if not known:
+            if rate is None:
+                untimed += 1
+            else:
+                total, timed = total + remaining / rate + overhead, timed + 1
+        if untimed and not timed:
             return None
         return total / max(1, min(self.workers, len(left)))
 

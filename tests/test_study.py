@@ -162,13 +162,16 @@ def test_eta_is_a_lower_bound_naming_classes_without_a_rate(tmp_path, monkeypatc
     names the class until a Dreamer job has a rate of its own."""
     board = _board(tmp_path, [0])
     dreamer = Job("maze-cheese", "dreamer", 0, steps=1000, preset="debug", root=str(tmp_path))
-    board.jobs.append(dreamer)
-    board.state.append("queued")
-    board.progress.append(_job_progress(dreamer))
+    oracle = Job("maze-cheese", "oracle-intended", 0, root=str(tmp_path))  # nothing to train
+    for job in (dreamer, oracle):
+        board.jobs.append(job)
+        board.state.append("queued")
+        board.progress.append(_job_progress(job))
     clock = [100.0]
     monkeypatch.setattr("misgen.sweep.time.monotonic", lambda: clock[0])
     board.start(0)
     board.poll()
+    assert board.eta() == "measuring", "an untrained oracle's 0 steps left is no rate"
     clock[0] = 110.0
     board.progress[0].metrics.write_text(json.dumps({"step": 0}) + "\n" + json.dumps({"step": 400}) + "\n")
     board.poll()
