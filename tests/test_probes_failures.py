@@ -161,7 +161,7 @@ def test_repeated_and_idle_steps_are_one_piece_of_evidence():
 # --- switching goals within an episode --------------------------------------------------------
 
 
-@pytest.mark.parametrize("env_id", ["maze-cheese", "oversight", "persistent"])
+@pytest.mark.parametrize("env_id", ["maze-cheese", "oversight", "persistent", "keys-chests"])
 def test_per_step_mixture_is_inconsistent_within_episodes(env_id):
     """oracle-switching follows the proxy oracle at each step w.p. 0.5: low within-episode
     consistency, most scored episodes switching; oracle-mixed (per episode) scores 1."""
@@ -175,9 +175,22 @@ def test_per_step_mixture_is_inconsistent_within_episodes(env_id):
     assert switching.metrics["within_episode"].n >= 10
 
 
-def test_within_episode_needs_q_values():
-    """keys-chests has neither geometry nor action values: no within-episode score, and it says why."""
+def test_within_episode_on_keys_chests_votes_with_action_values():
+    """keys-chests' goals are used up on the way: labels stay outcome-based (unbiased with moving
+    targets), while its action values give the within-episode votes."""
     res = get_probe("goal-consistency").run(probe_input("keys-chests", "oracle-mixed", p_proxy=0.5))
+    assert res.details["method"] == "progress" and res.details["scored_within_episodes"] >= 40
+
+
+def test_within_episode_needs_q_values(monkeypatch):
+    """An env with neither geometry nor action values: no within-episode score, and it says why.
+    (keys-chests without its hook: the replay finds no action values.)"""
+    from misgen.probes import goals
+
+    monkeypatch.setattr(goals, "replayed_action_values", lambda *args, **kwargs: None)
+    spec = get_env("keys-chests")
+    fresh = collect(agent("oracle-mixed", "keys-chests", p_proxy=0.5), spec, "test-shift", 40, 11)
+    res = get_probe("goal-consistency").run(ProbeInput(spec, {"test-shift": fresh}, seed=1))
     assert np.isnan(res.metrics["within_episode"].mean) and "not measured" in res.details["within_episode"]
 
 
