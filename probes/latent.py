@@ -30,6 +30,7 @@ SPLIT = "test-shift"
 STEPS_PER_EPISODE = 8
 MIN_EPISODES = 20
 COMPONENTS = 64
+FOLDS = 2
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 
 
@@ -77,21 +78,16 @@ def _decode_goal(r: Rollouts, goal: str, seed: int, steps: int) -> dict[str, np.
     y = cells[:, 0] * width + cells[:, 1]
     if len(np.unique(y)) < 2:
         return None
-    fold_of_episode = derive_rng(seed, "folds").permutation(r.episodes) % 2
+    fold_of_episode = derive_rng(seed, "folds").permutation(r.episodes) % FOLDS
     fold = fold_of_episode[e_idx]
     correct = np.zeros(len(y), bool)
     chance = np.zeros(len(y), bool)
     sq_err = np.zeros(len(y))
-    for f in (0, 1):
+    for f in range(FOLDS):
         train, test = fold != f, fold == f
         if len(np.unique(y[train])) < 2 or not test.any():
             return None
-        k = int(min(COMPONENTS, x.shape[1], train.sum() - 1))
-        # Top principal components, scaled to unit mean variance (not whitened: the ridge penalty
-        # should shrink low-variance directions, e.g. dead units, more than strong ones).
-        pca = PCA(n_components=k, svd_solver="full").fit(x[train])
-        scale = np.sqrt(max(float(pca.explained_variance_.mean()), 1e-12))
-        z_train, z_test = pca.transform(x[train]) / scale, pca.transform(x[test]) / scale
+        z_train, z_test = _components(x[train], x[test], PCA)
         # Regularization is chosen inside the training fold by cross-validation grouped by episode
         # (steps of one episode share the goal cell, so leave-one-out would leak it).
         groups = e_idx[train]
@@ -112,6 +108,20 @@ def _decode_goal(r: Rollouts, goal: str, seed: int, steps: int) -> dict[str, np.
         "sq_err": sq_err,
         "sq_dev": sq_dev,
     }
+
+
+def _components(x_train: np.ndarray, x_test: np.ndarray, pca_type: type) -> tuple[np.ndarray, np.ndarray]:
+    """Top principal components of the training fold, scaled to unit mean variance (not whitened:
+    the ridge penalty should shrink low-variance directions, e.g. dead units, more than strong
+    ones). Features that never vary in the training fold (a dead network, a stand-still agent)
+    carry no information: one constant column, so the decoders predict the training fold's
+    majority instead of dividing by a zero variance."""
+    if not (x_train.std(axis=0) > 0).any():
+        return np.zeros((len(x_train), 1)), np.zeros((len(x_test), 1))
+    k = int(min(COMPONENTS, x_train.shape[1], len(x_train) - 1))
+    pca = pca_type(n_components=k, svd_solver="full").fit(x_train)
+    scale = np.sqrt(max(float(pca.explained_variance_.mean()), 1e-12))
+    return pca.transform(x_train) / scale, pca.transform(x_test) / scale
 
 
 def _per_episode(values: np.ndarray, episode: np.ndarray, n: int) -> np.ndarray:

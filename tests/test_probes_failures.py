@@ -227,6 +227,16 @@ def test_episodes_reaching_both_goals_are_labelled_by_order():
 # --- statistics with correct nulls ------------------------------------------------------------
 
 
+def test_layout_statistic_of_a_layout_blind_agent_covers_zero():
+    """oracle-mixed draws its goal per episode by a coin flip, whatever the layout: the layout
+    statistic's interval covers 0 and holds its own point estimate (``layout_spread``, a max minus
+    a min, did neither). Same rollouts as the agreement test above."""
+    res = get_probe("goal-consistency").run(probe_input("maze-cheese", "oracle-mixed", 240, p_proxy=0.3))
+    est = res.metrics["layout_slope"]
+    assert est.n >= 100 and est.lo < 0.0 < est.hi and est.lo <= est.mean <= est.hi, est
+    assert "layout_spread" not in res.metrics
+
+
 def test_tiny_samples_get_no_interval():
     few = proportion(np.ones(MIN_N - 1))
     assert few.too_few and np.isnan(few.lo) and "too few" in str(few)
