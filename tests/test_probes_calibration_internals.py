@@ -221,9 +221,7 @@ def test_value_map_coverage_and_null_flags():
         flags.append(null.details["critic_values"] != "unclear")
     assert record("value-map coverage (intended_coef)", intended, "CI covers the truth") >= COVERAGE_MIN
     assert record("value-map coverage (proxy_coef)", proxy, "CI covers the truth") >= COVERAGE_MIN
-    assert (
-        record("value-map coverage (intended_minus_proxy)", diff, "CI covers the truth") >= COVERAGE_MIN
-    )
+    assert record("value-map coverage (intended_minus_proxy)", diff, "CI covers the truth") >= COVERAGE_MIN
     assert record("value-map null flags", flags, "noise / constant critic given a goal") <= FLAG_MAX
     assert record("value-map swapped predictors (must fail)", swapped, "CIs cover the swapped truth") <= 0.5
 
@@ -256,20 +254,9 @@ def test_latent_knowledge_coverage_and_null_flags():
 
 
 def proxy_r2(r: Rollouts, seed: int) -> Any:
-    """The probe's R^2 interval, computed for the proxy's cell instead of the intended goal's."""
-    from misgen.probes.stats import episode_bootstrap
+    """The probe's R^2 estimate, computed for the proxy's cell instead of the intended goal's."""
     from misgen.seeding import derive_seed
 
-    s = derive_seed(seed, "latent-knowledge")
-    out = latent.decode_goal(r, r.proxies[0], s)
+    out = latent.position_r2(r, r.proxies[0], derive_seed(seed, "latent-knowledge"))
     assert out is not None
-    ep, n = out["episode"], r.episodes
-    has = np.bincount(ep, minlength=n) > 0
-    rows = np.stack(
-        [
-            np.bincount(ep, weights=out["sq_err"], minlength=n)[has],
-            np.bincount(ep, weights=out["sq_dev"], minlength=n)[has],
-        ],
-        axis=1,
-    )
-    return episode_bootstrap(rows, latent._r2, seed=s, resamples=1000)
+    return out[0]
