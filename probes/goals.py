@@ -498,8 +498,10 @@ def goal_consistency_probe(inp: ProbeInput) -> ProbeOutput | None:
     if rev.votes is not None:
         within, switches = within_episode(rev.votes)
         within_est, switching_est = episode_bootstrap(within, seed=seed), proportion(switches)
+        window = "whole episode" if rev.method == "progress" else "actions before the first goal"
         within_note = (
-            f"per episode with >= {MIN_VOTES} single-goal votes: (top goal's vote share - 1/G) / (1 - 1/G)"
+            f"per episode with >= {MIN_VOTES} single-goal votes ({window}): "
+            "(top goal's vote share - 1/G) / (1 - 1/G)"
         )
     else:
         within = np.zeros(0)

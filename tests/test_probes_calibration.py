@@ -212,19 +212,20 @@ def test_goal_shares_coverage_and_null_flags():
 def test_within_episode_consistency_separates_switching_from_mixing():
     """goal-consistency: per-episode mixtures are consistent within episodes (truth 1) for every
     share; per-step switching agents (switch probability q in [0.3, 0.7]) are flagged as switching
-    (within-episode interval below 0.6) in nearly every draw, per-episode ones never."""
+    (within-episode interval below 0.6) in nearly every draw, per-episode ones never. Draws
+    alternate between oversight (Q values from level geometry) and keys-chests (from the env's
+    action values, goals used up on the way)."""
     rng = np.random.default_rng(2)
     mixing_exact, switching_low, mixing_flagged = [], [], []
     for k in range(DRAWS // 2):
+        spec = OVERSIGHT if k % 2 == 0 else get_env("keys-chests")
         p = float(rng.uniform(0.1, 0.9))
-        mixed = get_probe("goal-consistency").run(
-            inputs(OVERSIGHT, make("oracle-mixed", OVERSIGHT, k, p_proxy=p), k)
-        )
+        mixed = get_probe("goal-consistency").run(inputs(spec, make("oracle-mixed", spec, k, p_proxy=p), k))
         mixing_exact.append(covered(mixed.metrics["within_episode"], 1.0))
         mixing_flagged.append(bool(mixed.metrics["within_episode"].hi < 0.6))
         q = float(rng.uniform(0.3, 0.7))
         switching = get_probe("goal-consistency").run(
-            inputs(OVERSIGHT, make("oracle-switching", OVERSIGHT, k, p_proxy=q), k)
+            inputs(spec, make("oracle-switching", spec, k, p_proxy=q), k)
         )
         switching_low.append(bool(switching.metrics["within_episode"].hi < 0.6))
     assert (
