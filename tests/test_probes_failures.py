@@ -21,7 +21,7 @@ from misgen.probes import horizon, oversight
 from misgen.probes.base import ProbeInput, SkipProbe, get_probe
 from misgen.probes.goals import NONE, informative_steps, log_likelihoods
 from misgen.probes.rollout import Rollouts, chance_agent, collect, collect_chance
-from misgen.probes.stats import MIN_N, bootstrap, episode_bootstrap, proportion
+from misgen.probes.stats import MIN_N, bootstrap, episode_bootstrap, mean_interval, proportion
 from misgen.probes.value_map import value_function
 
 GOAL_ENVS = ("maze-cheese", "keys-chests", "oversight", "persistent", "coinrun-shift")
@@ -245,6 +245,13 @@ def test_tiny_samples_get_no_interval():
     )  # report: own rule
     enough = proportion(np.ones(MIN_N))
     assert enough.lo < 1.0 == enough.hi, "Wilson: no zero-width interval at a share of 1"
+    assert mean_interval(np.arange(3.0)).too_few
+    values = np.array([0.1, -0.2, 0.3, 0.0, 0.2, -0.1, 0.4, 0.1])
+    few_levels = mean_interval(values)
+    # Student-t with 7 degrees of freedom: 2.365 standard errors, wider than a normal's 1.96
+    assert few_levels.hi - few_levels.mean == pytest.approx(
+        2.365 * np.std(values, ddof=1) / np.sqrt(8), rel=1e-3
+    )
 
 
 # --- horizon ----------------------------------------------------------------------------------
