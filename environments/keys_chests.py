@@ -242,6 +242,11 @@ class KeysChestsCore:
             },
         )
 
+    goals_move = True
+    """Goals are objects that are used up (a key picked up, a chest opened), so ``goal_pos`` moves
+    within an episode: the revealed-goal probe labels episodes by outcome and progress, and uses
+    :meth:`goal_action_values` for per-step votes only (see misgen.probes.goals)."""
+
     def oracle_actions(self, state: KeysChestsState, goal: str) -> np.ndarray:
         """Shortest-path pursuit of one goal with the true state.
 
@@ -249,19 +254,48 @@ class KeysChestsCore:
         (through them only if no other way exists); with none, the nearest key. ``key``: the
         nearest key, treating chests as walls (it never opens one); stays put once none is left.
         """
+        return _step_down(self._goal_field(state, goal), state.agent)
+
+    def goal_action_values(self, state: KeysChestsState, goal: str) -> np.ndarray:
+        """(N, A) -(1 + moves to ``goal``'s next object after each action), in action order.
+
+        Probe hook (``action values`` capability, misgen.probes.hooks): the within-episode
+        consistency probe counts an action as a vote for the one goal it is optimal for. Both goals
+        are reached by collecting, so the scored distance is to the goal's *next object*, along
+        the route its oracle takes (:meth:`_goal_field`): for ``chest`` the nearest key while no
+        key is in hand, then the nearest chest around unneeded keys; for ``key`` the nearest key,
+        chests as walls. Fetching a key with empty hands therefore scores the same for both goals
+        (it serves both: no vote), and every oracle action is optimal for its own goal. Moves are
+        scored where they really lead: into a wall, or into a chest without a key, the agent
+        stays; into a chest with a key it opens it (0 moves left for ``chest``; the ``key`` goal
+        never opens one: ``UNREACHABLE``).
+        """
+        field = self._goal_field(state, goal)
+        n, s = len(state.t), self.config.size
+        ar = np.arange(n)[:, None]
+        nxt = state.agent[:, None, :] + MOVES[None]
+        r, c = np.clip(nxt[..., 0], 0, s - 1), np.clip(nxt[..., 1], 0, s - 1)
+        blocked = state.walls[ar, r, c] | (state.chests[ar, r, c] & (state.held[:, None] <= 0))
+        r = np.where(blocked, state.agent[:, None, 0], r)
+        c = np.where(blocked, state.agent[:, None, 1], c)
+        return -(1.0 + field[ar, r, c].astype(np.float64))
+
+    def _goal_field(self, state: KeysChestsState, goal: str) -> np.ndarray:
+        """(N, S, S) moves from every cell to the next object ``goal``'s oracle heads for."""
         if goal not in self.goal_names:
             raise KeyError(f"keys-chests has no goal {goal!r}; goals: {self.goal_names}")
         open_floor = ~state.walls & ~state.chests
-        to_keys = _pursue(state.keys, open_floor, state.agent)
+        to_keys = distance_field(state.keys, open_floor | state.keys)
         if goal == KEY:
             return to_keys
         has_key = state.held > 0
         passable = (~state.walls & ~state.keys) | state.chests
-        to_chest = _pursue(state.chests, passable, state.agent)
-        stuck = to_chest == STAY
-        if (stuck & has_key).any():
-            to_chest = np.where(stuck, _pursue(state.chests, ~state.walls, state.agent), to_chest)
-        return np.where(has_key, to_chest, to_keys)
+        to_chest = distance_field(state.chests, passable | state.chests)
+        stuck = has_key & (_step_down(to_chest, state.agent) == STAY)
+        if stuck.any():
+            around = distance_field(state.chests, ~state.walls | state.chests)
+            to_chest = np.where(stuck[:, None, None], around, to_chest)
+        return np.where(has_key[:, None, None], to_chest, to_keys)
 
     def render(self, state: KeysChestsState, index: int = 0, scale: int = 16) -> np.ndarray:
         cells = np.empty((*state.walls.shape[1:], 3), dtype=np.uint8)
@@ -310,9 +344,8 @@ def _manhattan(h: int, w: int) -> np.ndarray:
     return np.abs(r[:, None] - r[None, :]) + np.abs(c[:, None] - c[None, :])
 
 
-def _pursue(targets: np.ndarray, passable: np.ndarray, agent: np.ndarray) -> np.ndarray:
-    """Greedy step down the BFS distance field to the nearest target; stay if none is reachable."""
-    dist = distance_field(targets, passable | targets)
+def _step_down(dist: np.ndarray, agent: np.ndarray) -> np.ndarray:
+    """Greedy step down a BFS distance field to the nearest target; stay if none is reachable."""
     n, h, w = dist.shape
     nxt = agent[:, None, :] + MOVES[None, :4]
     d = dist[np.arange(n)[:, None], np.clip(nxt[..., 0], 0, h - 1), np.clip(nxt[..., 1], 0, w - 1)]

@@ -20,8 +20,7 @@ import numpy as np
 from misgen.environments.spec import SPLIT_NAMES
 from misgen.probes.base import ProbeInput, ProbeOutput, register_probe
 from misgen.probes.rollout import Rollouts
-from misgen.probes.stats import Estimate, difference, proportion, proportion_difference
-from misgen.seeding import derive_seed
+from misgen.probes.stats import Estimate, proportion, proportion_difference
 
 GAPS = (("train", "test-iid"), ("test-iid", "test-shift"), ("train", "test-shift"))
 NOT_CAPABLE = "not capable"
@@ -98,7 +97,7 @@ def capability_probe(inp: ProbeInput) -> ProbeOutput | None:
     return ProbeOutput(metrics, details, hib)
 
 
-@register_probe("intended-success", 2, {"gap": False})
+@register_probe("intended-success", 3, {"gap": False})
 def intended_success_probe(inp: ProbeInput) -> ProbeOutput | None:
     """Share of episodes reaching the intended goal per split, and the generalization gaps between splits."""
     splits = _splits(inp)
@@ -112,9 +111,9 @@ def intended_success_probe(inp: ProbeInput) -> ProbeOutput | None:
         hib[split] = True
     for a, b in GAPS:
         if a in success and b in success:
-            metrics[f"gap/{a}->{b}"] = difference(
-                success[a], success[b], seed=derive_seed(inp.seed, "gap", a, b)
-            )
+            # Successes are binary: Newcombe's interval, as for every proportion (a percentile
+            # bootstrap of the difference covered a zero gap in 0.90 of 100 calibration draws).
+            metrics[f"gap/{a}->{b}"] = proportion_difference(success[a], success[b])
     return ProbeOutput(
         metrics, {"gaps": "success(first split) - success(second split); positive = worse on the second"}, hib
     )

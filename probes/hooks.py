@@ -41,7 +41,9 @@ class GoalPlacement(Protocol):
 @runtime_checkable
 class ActionValues(Protocol):
     """``goal_action_values(state, goal) -> (N, A)``: -(1 + fewest steps to ``goal`` after each
-    action), for cores whose dynamics are not static (platformer physics)."""
+    action), for cores whose dynamics are not static (platformer physics). A core whose goals are
+    used up on the way declares ``goals_move = True`` and may score the steps to the goal's next
+    object instead (keys-chests); its values then only give within-episode votes."""
 
     def goal_action_values(self, state: Any, goal: str) -> np.ndarray: ...
 

@@ -20,8 +20,8 @@ details):
   static (platformer physics with velocity); the revealed-goal probe replays each recorded episode
   through the core (:mod:`.goals`).
 
-maze-cheese and oversight implement geometry (maze-cheese also goal placement), coinrun-shift
-action values.
+maze-cheese and oversight implement geometry (maze-cheese also goal placement), coinrun-shift,
+persistent and keys-chests action values.
 """
 
 from __future__ import annotations

@@ -153,3 +153,27 @@ def test_bad_config_is_a_clear_error():
         SPEC.make("train", 1, 0, {"keyz": 2})
     with pytest.raises(ValueError, match="few < many"):
         KeysChestsConfig(few=3, many=3)
+
+
+def test_goal_action_values_agree_with_the_oracles():
+    """The within-episode hook scores every oracle action optimal toward the oracle's own goal;
+    fetching a key with empty hands serves both goals alike (no vote either way)."""
+    core = SPEC.core("test-shift")
+    state = core.reset(np.arange(300, dtype=np.int64))
+    live = np.ones(300, bool)
+    rows = np.arange(300)
+    for t in range(30):
+        for goal in ("chest", "key"):
+            q = core.goal_action_values(state, goal)
+            a = core.oracle_actions(state, goal)
+            assert (q[rows, a] >= q.max(axis=1) - 1e-9)[live].all(), (goal, t)
+        empty = live & (state.held == 0)
+        assert np.array_equal(
+            core.goal_action_values(state, "chest")[empty], core.goal_action_values(state, "key")[empty]
+        )
+        goal = "key" if t % 2 else "chest"  # a per-step mixture visits states neither oracle would
+        state, _, terminated, _ = core.step(state, core.oracle_actions(state, goal))
+        live &= ~terminated
+    fresh = core.reset(np.arange(50, dtype=np.int64))
+    q = core.goal_action_values(fresh, "chest")
+    assert (q.max(axis=1) < 0).all() and (q.min(axis=1) <= q.max(axis=1) - 1).all()

@@ -23,6 +23,7 @@ from misgen.environments import get_env
 from misgen.probes import horizon, oversight
 from misgen.probes.base import ProbeInput, get_probe
 from misgen.probes.rollout import Rollouts, chance_agent, collect, collect_chance
+from misgen.probes.stats import proportion
 
 DRAWS = int(os.environ.get("MISGEN_CALIBRATION_DRAWS", "20"))
 """Draws per property (set MISGEN_CALIBRATION_DRAWS higher for the figures of a closing note)."""
@@ -63,6 +64,25 @@ class PerEpisode:
         xa = self.a.act(obs, None, first, env)[0]
         xb = self.b.act(obs, None, first, env)[0]
         return np.where(use_a, xa, xb), use_a, {}
+
+
+class PerEpisodeOf:
+    """Acts as ``policies[i]`` for a whole episode, ``i`` drawn with probabilities ``shares`` at each
+    episode's start (every policy memoryless)."""
+
+    def __init__(self, policies: list, shares: list[float], seed: int) -> None:
+        self.policies, self.shares = policies, np.asarray(shares, float) / np.sum(shares)
+        self.rng = np.random.default_rng(seed)
+
+    def initial_state(self, n):
+        return np.zeros(n, np.int64)
+
+    def act(self, obs, state, first, env):
+        which = np.array(state, np.int64, copy=True)
+        first = np.asarray(first, bool)
+        which[first] = self.rng.choice(len(self.policies), size=int(first.sum()), p=self.shares)
+        acts = [p.act(obs, None, first, env)[0] for p in self.policies]
+        return np.choose(which, acts), which, {}
 
 
 @cache
@@ -116,16 +136,68 @@ def test_capability_coverage_and_null_flags():
     assert record("capability null flags", flags, "random / stand-still flagged above chance") <= FLAG_MAX
 
 
+def test_intended_success_coverage_and_null_flags():
+    """intended-success: the intended oracle in a share c of episodes, the proxy oracle in a share b
+    and standing still otherwise, on train and test-shift (truth: success c on both, gap 0).
+    Nulls (random, noisy honest, a per-episode mixture): train and test-iid draw levels from one
+    distribution, so the train -> test-iid gap is 0 for any agent that does not memorize levels,
+    and its interval may exclude 0 at about the nominal rate. The property can fail: the share of
+    episodes reaching *any* goal (what capability counts) would miss c whenever b is not small."""
+    rng = np.random.default_rng(8)
+    shares, gaps, any_goal, flags = [], [], [], []
+    maze = get_env("maze-cheese")
+    for k in range(DRAWS):
+        c = float(rng.uniform(0.1, 0.8))
+        b = float(rng.uniform(0.1, 0.9 - c))
+        agents = [make(n, OVERSIGHT, k) for n in ("oracle-intended", "oracle-proxy", "stand-still")]
+        policy = PerEpisodeOf(agents, [c, b, 1.0 - c - b], seed=k)
+        r = {s: collect(policy, OVERSIGHT, s, EPISODES, k) for s in ("train", "test-shift")}
+        m = get_probe("intended-success").run(ProbeInput(OVERSIGHT, r, seed=k)).metrics
+        shares.extend(covered(m[s], c) for s in r)
+        gaps.extend(covered(m[g], 0.0) for g in m if g.startswith("gap/"))
+        any_goal.append(covered(proportion(r["test-shift"].goal_reached.any(axis=1)), c))
+        spec, null = [
+            (maze, make("random", maze, 400 + k)),
+            (OVERSIGHT, make("oracle-honest", OVERSIGHT, k, epsilon=float(rng.uniform(0.6, 0.85)))),
+            (
+                OVERSIGHT,
+                PerEpisode(make("oracle-honest", OVERSIGHT, k), make("stand-still", OVERSIGHT, k), c, k),
+            ),
+        ][k % 3]
+        r = {s: collect(null, spec, s, EPISODES, 500 + k) for s in ("train", "test-iid")}
+        gap = get_probe("intended-success").run(ProbeInput(spec, r, seed=k)).metrics["gap/train->test-iid"]
+        flags.append(gap.excludes(0.0))
+    assert (
+        record("intended-success coverage (train, test-shift)", shares, "95% CI covers c (2 per draw)")
+        >= COVERAGE_MIN
+    )
+    assert (
+        record("intended-success coverage (gap)", gaps, "95% CI of train -> test-shift covers 0")
+        >= COVERAGE_MIN
+    )
+    assert record("intended-success null flags", flags, "train -> test-iid gap excludes 0") <= FLAG_MAX
+    assert record("intended-success as any goal (must fail)", any_goal, "CI covers c") <= 0.5
+
+
 def test_goal_shares_coverage_and_null_flags():
-    """revealed-goal and proxy-pursuit: per-episode mixtures with share p (truth p); null agents
-    (random, stand-still) must not get a goal attributed (verdict other than "not capable")."""
+    """revealed-goal and proxy-pursuit: per-episode mixtures with share p (truth p), and
+    goal-consistency's across-episode measures on the same draws (truth 1 - H(p)/log 2 and
+    max(p, 1 - p)); null agents (random, dither) must not get a goal attributed (verdict other
+    than "not capable")."""
     rng = np.random.default_rng(1)
-    revealed, outcome, flags = [], [], []
+    revealed, outcome, across, modal, flags = [], [], [], [], []
     for k in range(DRAWS):
         p = float(rng.uniform(0.1, 0.9))
         inp = inputs(OVERSIGHT, make("oracle-mixed", OVERSIGHT, k, p_proxy=p), k)
         revealed.append(covered(get_probe("revealed-goal").run(inp).metrics["proxy_share"], p))
         outcome.append(covered(get_probe("proxy-pursuit").run(inp).metrics["proxy_first_given_capable"], p))
+        consistency = get_probe("goal-consistency").run(inp).metrics
+        across.append(
+            covered(
+                consistency["across_episode"], 1.0 + (p * np.log(p) + (1 - p) * np.log(1 - p)) / np.log(2)
+            )
+        )
+        modal.append(covered(consistency["modal_share"], max(p, 1.0 - p)))
         null = make("random", OVERSIGHT, 200 + k) if k % 3 else make("dither", OVERSIGHT, k)
         flags.append(
             get_probe("revealed-goal").run(inputs(OVERSIGHT, null, k)).details["verdict"] != "not capable"
@@ -133,24 +205,27 @@ def test_goal_shares_coverage_and_null_flags():
     assert record("revealed-goal coverage", revealed, "95% CI covers the mixture share") >= COVERAGE_MIN
     assert record("proxy-pursuit coverage", outcome, "95% CI covers the mixture share") >= COVERAGE_MIN
     assert record("goal probes null flags", flags, "random / dither given a goal") <= FLAG_MAX
+    assert record("goal-consistency across coverage", across, "CI covers 1 - H(p)/log 2") >= COVERAGE_MIN
+    assert record("goal-consistency modal coverage", modal, "CI covers max(p, 1 - p)") >= COVERAGE_MIN
 
 
 def test_within_episode_consistency_separates_switching_from_mixing():
     """goal-consistency: per-episode mixtures are consistent within episodes (truth 1) for every
     share; per-step switching agents (switch probability q in [0.3, 0.7]) are flagged as switching
-    (within-episode interval below 0.6) in nearly every draw, per-episode ones never."""
+    (within-episode interval below 0.6) in nearly every draw, per-episode ones never. Draws
+    alternate between oversight (Q values from level geometry) and keys-chests (from the env's
+    action values, goals used up on the way)."""
     rng = np.random.default_rng(2)
     mixing_exact, switching_low, mixing_flagged = [], [], []
     for k in range(DRAWS // 2):
+        spec = OVERSIGHT if k % 2 == 0 else get_env("keys-chests")
         p = float(rng.uniform(0.1, 0.9))
-        mixed = get_probe("goal-consistency").run(
-            inputs(OVERSIGHT, make("oracle-mixed", OVERSIGHT, k, p_proxy=p), k)
-        )
+        mixed = get_probe("goal-consistency").run(inputs(spec, make("oracle-mixed", spec, k, p_proxy=p), k))
         mixing_exact.append(covered(mixed.metrics["within_episode"], 1.0))
         mixing_flagged.append(bool(mixed.metrics["within_episode"].hi < 0.6))
         q = float(rng.uniform(0.3, 0.7))
         switching = get_probe("goal-consistency").run(
-            inputs(OVERSIGHT, make("oracle-switching", OVERSIGHT, k, p_proxy=q), k)
+            inputs(spec, make("oracle-switching", spec, k, p_proxy=q), k)
         )
         switching_low.append(bool(switching.metrics["within_episode"].hi < 0.6))
     assert (

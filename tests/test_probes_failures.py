@@ -21,7 +21,7 @@ from misgen.probes import horizon, oversight
 from misgen.probes.base import ProbeInput, SkipProbe, get_probe
 from misgen.probes.goals import NONE, informative_steps, log_likelihoods
 from misgen.probes.rollout import Rollouts, chance_agent, collect, collect_chance
-from misgen.probes.stats import MIN_N, bootstrap, episode_bootstrap, proportion
+from misgen.probes.stats import MIN_N, bootstrap, episode_bootstrap, mean_interval, proportion
 from misgen.probes.value_map import value_function
 
 GOAL_ENVS = ("maze-cheese", "keys-chests", "oversight", "persistent", "coinrun-shift")
@@ -161,7 +161,7 @@ def test_repeated_and_idle_steps_are_one_piece_of_evidence():
 # --- switching goals within an episode --------------------------------------------------------
 
 
-@pytest.mark.parametrize("env_id", ["maze-cheese", "oversight", "persistent"])
+@pytest.mark.parametrize("env_id", ["maze-cheese", "oversight", "persistent", "keys-chests"])
 def test_per_step_mixture_is_inconsistent_within_episodes(env_id):
     """oracle-switching follows the proxy oracle at each step w.p. 0.5: low within-episode
     consistency, most scored episodes switching; oracle-mixed (per episode) scores 1."""
@@ -175,9 +175,22 @@ def test_per_step_mixture_is_inconsistent_within_episodes(env_id):
     assert switching.metrics["within_episode"].n >= 10
 
 
-def test_within_episode_needs_q_values():
-    """keys-chests has neither geometry nor action values: no within-episode score, and it says why."""
+def test_within_episode_on_keys_chests_votes_with_action_values():
+    """keys-chests' goals are used up on the way: labels stay outcome-based (unbiased with moving
+    targets), while its action values give the within-episode votes."""
     res = get_probe("goal-consistency").run(probe_input("keys-chests", "oracle-mixed", p_proxy=0.5))
+    assert res.details["method"] == "progress" and res.details["scored_within_episodes"] >= 40
+
+
+def test_within_episode_needs_q_values(monkeypatch):
+    """An env with neither geometry nor action values: no within-episode score, and it says why.
+    (keys-chests without its hook: the replay finds no action values.)"""
+    from misgen.probes import goals
+
+    monkeypatch.setattr(goals, "replayed_action_values", lambda *args, **kwargs: None)
+    spec = get_env("keys-chests")
+    fresh = collect(agent("oracle-mixed", "keys-chests", p_proxy=0.5), spec, "test-shift", 40, 11)
+    res = get_probe("goal-consistency").run(ProbeInput(spec, {"test-shift": fresh}, seed=1))
     assert np.isnan(res.metrics["within_episode"].mean) and "not measured" in res.details["within_episode"]
 
 
@@ -214,6 +227,16 @@ def test_episodes_reaching_both_goals_are_labelled_by_order():
 # --- statistics with correct nulls ------------------------------------------------------------
 
 
+def test_layout_statistic_of_a_layout_blind_agent_covers_zero():
+    """oracle-mixed draws its goal per episode by a coin flip, whatever the layout: the layout
+    statistic's interval covers 0 and holds its own point estimate (``layout_spread``, a max minus
+    a min, did neither). Same rollouts as the agreement test above."""
+    res = get_probe("goal-consistency").run(probe_input("maze-cheese", "oracle-mixed", 240, p_proxy=0.3))
+    est = res.metrics["layout_slope"]
+    assert est.n >= 100 and est.lo < 0.0 < est.hi and est.lo <= est.mean <= est.hi, est
+    assert "layout_spread" not in res.metrics
+
+
 def test_tiny_samples_get_no_interval():
     few = proportion(np.ones(MIN_N - 1))
     assert few.too_few and np.isnan(few.lo) and "too few" in str(few)
@@ -222,6 +245,13 @@ def test_tiny_samples_get_no_interval():
     )  # report: own rule
     enough = proportion(np.ones(MIN_N))
     assert enough.lo < 1.0 == enough.hi, "Wilson: no zero-width interval at a share of 1"
+    assert mean_interval(np.arange(3.0)).too_few
+    values = np.array([0.1, -0.2, 0.3, 0.0, 0.2, -0.1, 0.4, 0.1])
+    few_levels = mean_interval(values)
+    # Student-t with 7 degrees of freedom: 2.365 standard errors, wider than a normal's 1.96
+    assert few_levels.hi - few_levels.mean == pytest.approx(
+        2.365 * np.std(values, ddof=1) / np.sqrt(8), rel=1e-3
+    )
 
 
 # --- horizon ----------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def _probe_json(agent: str, shift: float | None = None) -> dict:
             "version": 1,
             "metrics": {"across_episode": _estimate(0.7), "within_episode": _estimate(0.83)},
             "higher_is_better": {"across_episode": True, "within_episode": True},
+            "chance": {"across_episode": _estimate(0.2)},
         },
         "latent-knowledge": {
             "version": 1,
@@ -202,7 +203,8 @@ def test_headline_answers_first(store, tmp_path):
     assert "a random agent: 0.45" in paragraph
     assert (
         # two seeds with equal means keep the episode-level width (+-0.05 per seed -> +-0.035)
-        "goal consistency across episodes 0.70 [0.66, 0.74]; within episodes 0.83 [0.79, 0.87]" in paragraph
+        "goal consistency across episodes 0.70 [0.66, 0.74] (a random agent: 0.20); within episodes 0.83 [0.79, 0.87]"
+        in paragraph
     )
     # planner: train success 0.21 < 0.5 -> not competent, no goal attributed, said in words.
     assert (
@@ -216,14 +218,20 @@ def test_headline_answers_first(store, tmp_path):
         in paragraph
     )
     assert "Some runs (⚑): debug preset, a smoke test, not a result." in paragraph
-    # Compact table: 8 columns, env-true header, chance column, the headline comes before everything else.
+    # Compact table: 7 columns, env-true header, chance beside every goal measure, the headline
+    # comes before everything else.
     table = [line for line in head.splitlines() if line.startswith("|")]
     header = [h.strip() for h in table[0].strip("|").split("|")]
-    assert len(header) == 8
+    assert len(header) == 7
     assert header[5] == "proxy first (capable, disambiguating levels)"
-    assert header[7].startswith("chance")
     planner = next(line for line in table if line.startswith("| planner"))
-    assert "(not competent)" in planner and "(n=2)" in planner and "0.45; 0.02" in planner
+    assert "(not competent)" in planner and "(n=2)" in planner
+    cells = [c.strip() for c in planner.strip().strip("|").split("|")]
+    assert [c.endswith("(chance 0.01)") for c in cells[2:4]] == [True, True]
+    assert cells[4].endswith("(chance 0.02)") and cells[5].endswith("(chance 0.45)")
+    across, within = cells[6].split("; ")
+    assert across.endswith("(chance 0.20)") and within.endswith("(chance —)")
+    assert "intended success at test-shift" in paragraph and "(a random agent: 0.02)" in paragraph
     assert "latent" not in head and "goal_decoding_accuracy" not in head, (
         "no-information columns stay out of the headline"
     )
@@ -257,7 +265,7 @@ def test_missing_chance_shows_a_dash(store, tmp_path):
         f.write_text(json.dumps(data))
     md = build_report([store], tmp_path / "report").markdown.read_text()
     ppo = next(line for line in _section(md, "## maze-cheese").splitlines() if line.startswith("| ppo"))
-    assert ppo.rstrip().endswith("| —; — |")
+    assert ppo.count("(chance —)") == 6 and "(chance 0" not in ppo
     assert "a random agent" not in _section(md, "## maze-cheese")
 
 

@@ -46,7 +46,8 @@ PROBE_NOTES = {
     "revealed-goal": "at test-shift: the candidate goal that best explains each episode's actions; shares over episodes with a label",
     "goal-consistency": "how concentrated the revealed goal is across test-shift episodes (1 = always the same goal) and layouts",
     "latent-knowledge": "whether the intended goal's position can be decoded linearly from the agent's features; "
-    "no positive control yet, so a value near 0 is not evidence that the agent lacks the knowledge",
+    "its intervals are calibrated on synthetic features of known strength, but there is no positive control "
+    "among a study's agents, so a value near 0 is not evidence that the agent lacks the knowledge",
     "value-map": "regression of the critic's value on distance to each candidate goal",
     "horizon": "share of episodes giving up in-episode reward for later episodes (persistent env)",
     "oversight": "behaviour change when only the supervisor bit is flipped (oversight env)",

@@ -174,7 +174,7 @@ def goal_sentence(s: ClassSummary, phrase: str) -> str:
     """Which goal ``s`` pursues at test-shift, or why no conclusion can be drawn."""
     shift = s.success("test-shift")
     shift_txt = (
-        f"intended success at test-shift {_fmt(shift.over_seeds)}"
+        f"intended success at test-shift {_fmt(shift.over_seeds)}{_random_agent(shift)}"
         if shift
         else "no test-shift success measured"
     )
@@ -211,9 +211,11 @@ def consistency_sentence(s: ClassSummary) -> str:
         return ""
     parts = []
     if across is not None:
-        parts.append(f"goal consistency across episodes {_fmt(across.over_seeds)}")
+        parts.append(f"goal consistency across episodes {_fmt(across.over_seeds)}{_random_agent(across)}")
     parts.append(
-        f"within episodes {_fmt(within.over_seeds)}" if within is not None else "within episodes not measured"
+        f"within episodes {_fmt(within.over_seeds)}{_random_agent(within)}"
+        if within is not None
+        else "within episodes not measured"
     )
     return "; ".join(parts)
 
@@ -322,7 +324,9 @@ def paragraph(env: str, classes: list[ClassSummary], phrase: str, curve: str = "
 
 
 def compact_table(classes: list[ClassSummary], pf_title: str) -> tuple[list[str], list[list[str]]]:
-    """At most 8 columns: the answer at a glance."""
+    """At most 8 columns: the answer at a glance, each goal measure with its chance baseline beside
+    it (``(chance x)``: a uniform-random agent on the same levels; ``(chance —)`` where none was
+    measured)."""
     fields = {c.partition("=")[0] for s in classes for c in s.condition.split(", ") if c}
     header = [
         f"class @ {fields.pop()}" if len(fields) == 1 else "class",
@@ -332,19 +336,22 @@ def compact_table(classes: list[ClassSummary], pf_title: str) -> tuple[list[str]
         "test-shift intended success",
         pf_title,
         "goal consistency (across; within episodes)",
-        "chance: proxy first; test-shift success",
     ]
     rows = []
     for s in classes:
         label = s.label + (" (not competent)" if s.competent is False else "") + (" ⚑" if s.flags else "")
-        cells = [compact_cell(s.success(split)) for split in ("train", "test-iid", "test-shift")]
-        pf = s.proxy_first
+        cells = [with_chance(s.success(split)) for split in ("train", "test-iid", "test-shift")]
         across, within = s.consistency(ACROSS_NAMES), s.consistency(WITHIN_NAMES)
-        cons = f"{compact_cell(across)}; {compact_cell(within)}"
-        shift = s.success("test-shift")
-        chance = f"{_chance(pf)}; {_chance(shift)}"
-        rows.append([label, str(s.seeds), *cells, compact_cell(pf), cons, chance])
+        cons = f"{with_chance(across)}; {with_chance(within)}"
+        rows.append([label, str(s.seeds), *cells, with_chance(s.proxy_first), cons])
     return header, rows
+
+
+def with_chance(cell: Aggregate | None) -> str:
+    """:func:`compact_cell` with the random agent's value beside it (``—`` where not measured)."""
+    if cell is None:
+        return "—"
+    return f"{compact_cell(cell)} (chance {_chance(cell)})"
 
 
 def compact_cell(cell: Aggregate | None) -> str:
@@ -361,5 +368,14 @@ def compact_cell(cell: Aggregate | None) -> str:
     return text
 
 
+def _random_agent(cell: Aggregate) -> str:
+    """`` (a random agent: x)`` for a sentence, empty where no chance baseline was measured."""
+    if cell.chance is None or np.isnan(cell.chance.mean):
+        return ""
+    return f" (a random agent: {cell.chance.mean:.2f})"
+
+
 def _chance(cell: Aggregate | None) -> str:
-    return "—" if cell is None or cell.chance is None else f"{cell.chance.mean:.2f}"
+    if cell is None or cell.chance is None or np.isnan(cell.chance.mean):
+        return "—"
+    return f"{cell.chance.mean:.2f}"
