@@ -21,7 +21,7 @@ Size presets (``--preset``; the paper's sizes for comparison)
 preset        deter  latents  hidden  layers  cnn depth  batch  length  ratio  lr wm / ac
 ============  =====  =======  ======  ======  =========  =====  ======  =====  ===========
 ``debug``     32     4 x 4    32      1       4          4      8       8      1e-3 / 1e-4
-``small``     256    16 x 16  128     1       16         16     16      8      1e-3 / 1e-4
+``small``     128    16 x 16  128     1       8          16     16      8      1e-3 / 1e-4
 ``medium``    512    32 x 32  512     2       32         16     64      32     1e-4 / 3e-5
 paper XS      256    32 x 32  256     1       24         16     64      *      1e-4 / 3e-5
 paper S       512    32 x 32  512     2       32         16     64      *      1e-4 / 3e-5
@@ -29,15 +29,19 @@ paper S       512    32 x 32  512     2       32         16     64      *      1
 
 (* the paper's train ratio is per domain: 32-1024; the reference code's default is 32.)
 ``small`` is the default, sized for a few thousand updates on one CPU core; ``medium``
-matches the paper's S model and its optimiser settings. All presets use imagination horizon 15,
+matches the paper's S model and its optimiser settings. ``small`` was deter 256 / cnn depth 16
+until issue 16: halving both made an update about 1.9 times cheaper (0.53 s against 0.99 s on
+the loaded 2-core machine; the GRU's matrix products and the stride-1 convolution over the
+25 x 25 centred board were most of it), and on maze-cheese the smaller model learned at the
+same rate per update (``misgen/bench/MEASUREMENTS.md``). All presets use imagination horizon 15,
 λ 0.95, discount horizon 333 (γ = 0.997), Adam epsilons 1e-8 (model) / 1e-5 (actor, critic),
 gradient-norm clips 1000 / 100, slow critic fraction 0.02, return-normaliser decay 0.99.
 
 Deviations from the paper (and why)
 -----------------------------------
-* ``small`` (the CPU default) uses 16 x 16 latents, 128-unit single-layer heads and sequences of
-  16 steps, a train ratio of 8 replayed steps per env step, and larger learning rates than the
-  paper's (model 1e-3, 10x; actor and critic 1e-4, 3x). On a 2-core CPU the budget is a few
+* ``small`` (the CPU default) uses a 128-unit GRU, 16 x 16 latents, 128-unit single-layer heads
+  and sequences of 16 steps, a train ratio of 8 replayed steps per env step, and larger learning
+  rates than the paper's (model 1e-3, 10x; actor and critic 1e-4, 3x). On a 2-core CPU the budget is a few
   thousand updates, not the paper's hundreds of thousands; env steps are cheap by comparison, so
   collecting more data per update and taking larger steps is the better trade. ``medium`` keeps
   the paper's learning rates.
@@ -87,10 +91,45 @@ Deviations from the paper (and why)
   Replay, the novelty bonus and the probe hooks keep the
   observations as the env gives them; only the world model's input and reconstruction target are
   centred.
-* **Exploration bonus** (``explore_bonus``, training only; 0 by default, 1.0 on maze-cheese via the
-  env's ``exploration_bonus``): a Plan2Explore-like intrinsic reward inside imagination (Sekar et
-  al., 2020), but the signal is *episodic novelty* (a step is novel when it lands on an
-  observation not yet seen in the current episode; :mod:`misgen.agents.novelty`), the same device
+* **Actor gate** (``actor_gate`` 0.5, ``actor_warmup_max`` 2,000 updates; issue 16): the actor is
+  not updated until an EMA of the reward head's relative error on rewarded replay entries
+  falls below 0.5 (the world model and the critic train from the first update); the gate then
+  stays open. Why: on maze-cheese the actor collapsed before the world model knew anything.
+  Without a bonus, entropy fell 1.27 -> 0.62 within 640 updates while the reward head still
+  predicted 0.9 of the cheese's 10 as 0 (relative error 0.9) and imagined spurious rewards of up
+  to 0.8: the advantages those give (0.05-0.08 after normalisation) are small, but about 100
+  times DreamerV3's entropy bonus (3e-4 times an entropy of ~1), and Adam turns any consistent
+  gradient into full-size steps, so the policy committed to paths the untrained model called
+  rewarding (training success 0.24-0.28 at 512-640 updates, against 0.31 during the random
+  prefill; bonus-free evaluation 0.23-0.48 over 64 episodes, i.e. random-walk level). The lead's guess (entropy swamping small unnormalised
+  advantages) was the other way round. With the gate the policy stays uniform while the model
+  learns; it opened after about 300-400 updates. ``actor_warmup_max`` bounds the wait on tasks
+  whose rewards the initial policy does not find. ``--set actor_gate=0`` restores DreamerV3.
+* The actor's output layer starts at zero (like DreamerV3's critic and reward head, unlike its
+  actor), so the first policy is exactly uniform: with a random output layer it was a fixed,
+  state-dependent bias (entropy ~1.2 of 1.39) that found the cheese in 16-22% of episodes
+  against the uniform walk's ~29%, and it is the policy that collects until the gate opens.
+* ``reward_balance`` 0.5 (UNREAL's skewed replay, as the planner's reward model): half of each
+  batch's sequences contain a rewarded step. With uniform replay a batch of 256 entries held
+  about one rewarded entry on maze-cheese and the reward head's error on them was still 9.1 of 10
+  after 640 updates; with half the sequences aimed at rewards it was 4.9 after 384 and 2.8 after
+  640. The reward here is a deterministic function of the model state, so over-sampling it
+  does not bias what the head predicts much; the world model sees goal-reaching sequences more
+  often than the policy produces them. The actor and critic imagine only from the batch's
+  uniformly drawn sequences (``imagine_uniform``), the states the policy visits: imagining
+  from all of them doubled the actor-critic's cost per update, and the learning curve per update
+  was the same either way (seed 0, to 1,150 updates; ``misgen/bench/MEASUREMENTS.md``).
+* **Known limitation** (issue 16, open): after the gate opens, success on maze-cheese rises to
+  ~0.5-0.6 by about 700 updates and then plateaus (training episodes 0.32-0.54, bonus-free
+  evaluation 0.375-0.41 from 900 to 2,050 updates) while the entropy settles at ~0.72 and the
+  reward head keeps improving (relative error 0.28 -> 0.04). Not yet diagnosed: the imagined
+  λ-returns (~3.5) are about what a policy succeeding in 40% of episodes earns (10 x 0.4,
+  discounted), so gross exploitation of the model is not evident. The issue's targets (0.9 within 20 minutes; 0.8 in the quick study) are not met. Numbers in
+  ``misgen/bench/MEASUREMENTS.md``.
+* **Exploration bonus** (``explore_bonus``, training only; 0 by default, also on maze-cheese:
+  Dreamer declines the env's suggested ``exploration_bonus``, see below): a Plan2Explore-like
+  intrinsic reward inside imagination (Sekar et al., 2020), but the signal is *episodic novelty*
+  (a step is novel when it lands on an observation not yet seen in the current episode; :mod:`misgen.agents.novelty`), the same device
   PPO adds to its rewards and the planner adds inside its search, so the classes explore alike.
   Plan2Explore's ensemble disagreement would reward the model's uncertainty instead, a different
   signal from the one PPO and the planner get; with the same signal the comparison stays about
@@ -111,7 +150,15 @@ Deviations from the paper (and why)
   collapsed on its noise (entropy 1.2 -> 0.17 within 30k steps, novel share 0.02 against the
   random walk's 0.07, success 0.00); centred, the head learned (AUC 0.93) but the actor never
   turned it into more exploration (novel share 0.05-0.09) and success stayed at 0.00-0.06 over
-  175k steps, so the bonus alone did not make Dreamer learn maze-cheese.
+  175k steps, so the bonus alone did not make Dreamer learn maze-cheese. Issue 16 found why the
+  bonus hurts, and turned it off by default: with it the actor followed the untrained novelty
+  head from the first updates (advantages ~0.4 against ~0.02 without; entropy 1.39 -> 0.58 in
+  256 updates; train success 0.15-0.19 against the uniform walk's 0.29), and a bonus of up to 1
+  per novel step over a 128-step episode outweighs the cheese's 10, which also ends the episode
+  and with it the bonus. On maze-cheese exploration is not what is missing: the uniform walk
+  finds the cheese in ~29% of training episodes. Plan2Explore's ensemble disagreement (the
+  DreamerV3 author's suggestion for sparse tasks) would share the second problem and is not
+  implemented.
 * A short prefill of uniform random actions precedes training; the replay buffer is not saved in
   checkpoints, so ``--resume`` starts with an empty buffer and collects with the loaded policy
   until one batch of sequences exists. Optimiser states, the slow critic and the return
@@ -127,8 +174,11 @@ through the prior and returns predicted rewards, continues, values and features;
 
 Reported metrics: ``updates``, ``loss/*`` (model, recon, reward, cont, dyn_kl, rep_kl, actor,
 critic; ``novelty`` with a novelty head), ``model/*`` (reward head error on rewarded and
-unrewarded steps; with a novelty head ``novelty_err``, its mean absolute error in probability,
-also split ``_on_novel`` / ``_on_seen``), ``behavior/*`` (``imag_reward`` is the reward head
+unrewarded steps, ``reward_rel_err_on_rewarded`` and its EMA ``reward_fit``, which the actor gate
+reads; with a novelty head ``novelty_err``, its mean absolute error in probability, also split
+``_on_novel`` / ``_on_seen``), ``behavior/*`` (``actor_open``: 1 once the actor gate has opened;
+``entropy``, ``adv_abs`` and ``retnorm_scale``: the policy's entropy, the mean absolute
+normalised advantage and the return normaliser's scale; ``imag_reward`` is the reward head
 alone; with a novelty head ``explore_bonus``, the current ``bonus_now``, and ``imag_novelty``),
 ``charts/success`` (intended goal reached, over episodes finished since the last report),
 ``charts/reached_<goal>``, ``charts/episode_return``, ``charts/novel_share`` (share of collected

@@ -57,6 +57,8 @@ class DreamerConfig:
         reward_balance: share of each training batch's sequences drawn to contain a rewarded
             step (UNREAL's skewed replay; not in DreamerV3; 0 = uniform). For sparse rewards that a
             random policy almost never finds, where uniform replay leaves the reward head at 0.
+            0.5 by default: on maze-cheese uniform replay held about one rewarded entry per batch
+            and the reward head (which gates the actor, ``actor_gate``) learned too slowly.
         prefill: env steps of uniform random actions before the first update (fresh runs only).
         model_lr: world-model Adam learning rate.
         model_eps: world-model Adam epsilon.
@@ -91,8 +93,9 @@ class DreamerConfig:
             env reward; a Bernoulli novelty head of the world model learns it, and the actor-critic
             maximises ``reward_head + bonus_now * novelty_head`` in imagination, with ``bonus_now``
             decaying linearly from ``explore_bonus`` to 0 over ``explore_steps``. 0 disables it and
-            builds no novelty head. The harness sets it from the env's ``exploration_bonus`` (1.0
-            on maze-cheese). Not in DreamerV3 (see the package docstring).
+            builds no novelty head. Unlike PPO's and the planner's, it is not taken from the
+            env's ``exploration_bonus`` (see :meth:`DreamerAgent.env_defaults`). Not in DreamerV3
+            (see the package docstring).
         centre_channel: for symbolic grids, the observation channel marking the agent; the world
             model then encodes and reconstructs the board re-centred on that cell
             (:func:`~misgen.agents.grid_torso.centre_on`: ``C + 1`` channels of ``2H - 1 x 2W - 1``,
@@ -100,24 +103,36 @@ class DreamerConfig:
             board as observed (the dataclass default; the harness sets the env's ``agent_channel``,
             as for PPO and the planner). The larger board makes each update dearer. Not in
             DreamerV3 (see the package docstring).
+        imagine_uniform: imagine (and compute the replay value loss) only from the batch's
+            uniformly drawn sequences, not from those ``reward_balance`` aimed at rewards: the
+            skew is there for the reward head; the actor and critic should learn on the states
+            the policy visits, not on a batch half of which ends next to the goal. Not in
+            DreamerV3 (which has no skew).
+        actor_gate: the actor is trained only once the reward head has learned the replayed
+            rewards: while an EMA of its relative error on rewarded replay entries (``|pred - r| /
+            |r|``) is above ``actor_gate``, updates train the world model and the critic only, and
+            the untrained actor (close to uniform) keeps collecting. Not in DreamerV3 (see the
+            package docstring). 0 disables the gate (the actor learns from the first update).
+        actor_warmup_max: updates after which the gate opens regardless (for tasks whose rewards
+            the initial policy rarely finds, where the gate's EMA would have nothing to measure).
         explore_steps: env steps over which the bonus decays to 0. 150k, half PPO's 300k, because
             Dreamer collects far fewer env steps per second than PPO (each env step pays for
             ``train_ratio / (batch_size * batch_length)`` updates), so that a run of the same
             wall time ends on the env's own objective.
     """
 
-    deter: int = 256
+    deter: int = 128
     latents: int = 16
     classes: int = 16
     hidden: int = 128
     layers: int = 1
-    cnn_depth: int = 16
+    cnn_depth: int = 8
     num_envs: int = 16
     batch_size: int = 16
     batch_length: int = 16
     train_ratio: float = 8.0
     replay_size: int = 200_000
-    reward_balance: float = 0.0
+    reward_balance: float = 0.5
     prefill: int = 4096
     model_lr: float = 1e-3
     model_eps: float = 1e-8
@@ -143,6 +158,9 @@ class DreamerConfig:
     threads: int = 1
     explore_bonus: float = 0.0
     explore_steps: int = 150_000
+    actor_gate: float = 0.5
+    imagine_uniform: bool = True
+    actor_warmup_max: int = 2000
     centre_channel: int = -1
 
     def __post_init__(self) -> None:
@@ -187,6 +205,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         prefill=64,
         imag_horizon=5,
         report_every=64,
+        actor_warmup_max=32,  # short test runs exercise both sides of the actor gate
     ),
     "small": {},
     "medium": dict(
@@ -285,14 +304,25 @@ class DreamerAgent(Agent):
         self.critic_opt = torch.optim.Adam(self.behavior.critic.parameters(), lr=c.critic_lr, eps=c.ac_eps)
         self.gen = torch_generator(derive_seed(seed, "act"))
         self.updates = 0
+        self.reward_fit = 1.0  # EMA of the reward head's relative error on rewarded entries (actor gate)
+        self.actor_open = config.actor_gate <= 0
         self.owed = 0.0  # fractional updates carried between env steps (train ratio bookkeeping)
         self.replay: Replay | None = None  # the current learn() call's buffer (not checkpointed)
 
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
-        """The env's suggested novelty bonus and, where the env marks the agent, an agent-centred
-        world-model input (as PPO's and the planner's torsos): see ``centre_channel``."""
-        return grid_env_defaults(spec)
+        """Where the env marks the agent, an agent-centred world-model input (as PPO's and the
+        planner's torsos): see ``centre_channel``.
+
+        Unlike PPO and the planner, Dreamer does not take the env's suggested novelty bonus
+        (``--set explore_bonus=...`` still turns it on): on maze-cheese it made the actor follow
+        the untrained novelty head (entropy 1.39 -> 0.58 within 256 updates, success below the
+        random walk's), and a bonus of up to 1 per novel step outweighs the cheese's 10, which
+        also ends the episode and with it the bonus (see the package docstring).
+        """
+        defaults = grid_env_defaults(spec)
+        defaults.pop("explore_bonus", None)
+        return defaults
 
     def explore_bonus_now(self) -> float:
         """The novelty bonus at the current training step (linear decay to 0 at ``explore_steps``)."""
@@ -457,6 +487,14 @@ class DreamerAgent(Agent):
         first = torch.from_numpy(batch["is_first"])
         novelty = torch.from_numpy(batch["novelty"]) if "novelty" in batch else None
         post, metrics = self.train_world_model(batch, gen)
+        # Replay puts its reward-aimed sequences first; the actor-critic learns from the others.
+        skewed = int(c.batch_size * c.reward_balance) if c.imagine_uniform else 0
+        rows = slice(skewed if skewed < c.batch_size else 0, None)
+        post, terminal, reward, first = (
+            Latent(post.deter[rows], post.stoch[rows]),
+            *(x[rows] for x in (terminal, reward, first)),
+        )
+        novelty = novelty[rows] if novelty is not None else None
         start = Latent(post.deter.flatten(0, 1), post.stoch.flatten(0, 1))
         start_cont = 1.0 - terminal.flatten().float()
         bonus = self.explore_bonus_now() if self.wm.novelty_head is not None else 0.0
@@ -479,10 +517,16 @@ class DreamerAgent(Agent):
         )
         if self.wm.novelty_head is not None:
             metrics["behavior/explore_bonus"] = bonus
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        metrics["grad/actor"] = float(nn.utils.clip_grad_norm_(self.behavior.actor.parameters(), c.ac_clip))
-        self.actor_opt.step()
+        metrics["behavior/actor_open"] = float(self.actor_open)
+        if self.actor_open:
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            metrics["grad/actor"] = float(
+                nn.utils.clip_grad_norm_(self.behavior.actor.parameters(), c.ac_clip)
+            )
+            self.actor_opt.step()
+        self._update_gate(metrics["model/reward_rel_err_on_rewarded"])
+        metrics["model/reward_fit"] = self.reward_fit
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         metrics["grad/critic"] = float(nn.utils.clip_grad_norm_(self.behavior.critic.parameters(), c.ac_clip))
@@ -491,6 +535,22 @@ class DreamerAgent(Agent):
         self.updates += 1
         metrics.update(ac_metrics)
         return metrics
+
+    def _update_gate(self, rel_err: float) -> None:
+        """Track how well the reward head fits real rewards; open the actor gate (once, for good)
+        when that error falls below ``actor_gate`` or after ``actor_warmup_max`` updates.
+
+        Why: an actor trained on an untrained model follows its noise. Adam turns any consistent
+        gradient into full-size steps, and DreamerV3's entropy bonus (3e-4) is about 100 times
+        smaller than the advantages that spurious imagined rewards of ~0.5 give, so the policy
+        collapsed (entropy 1.27 -> 0.6 in 600 updates) onto paths the model merely hallucinated
+        as rewarding, collecting fewer real rewards than the initial policy.
+        """
+        if math.isfinite(rel_err):
+            self.reward_fit = 0.9 * self.reward_fit + 0.1 * min(rel_err, 1.0)
+        c = self.config
+        if self.reward_fit < c.actor_gate or self.updates >= c.actor_warmup_max:
+            self.actor_open = True
 
     def learn(self, env: gym.vector.VectorEnv, ctx: TrainContext) -> None:
         """Collect with the current policy, store in replay, and update at the configured train ratio.
@@ -619,9 +679,18 @@ class DreamerAgent(Agent):
             load_optimizer_tensors(opt, params, tensors, f"opt.{name}.")
 
     def state_json(self) -> dict[str, Any]:
-        return {"steps_done": self.steps_done, "updates": self.updates, "owed": self.owed}
+        return {
+            "steps_done": self.steps_done,
+            "updates": self.updates,
+            "owed": self.owed,
+            "reward_fit": self.reward_fit,
+            "actor_open": self.actor_open,
+        }
 
     def load_state_json(self, data: Mapping[str, Any]) -> None:
         super().load_state_json(data)
         self.updates = int(data.get("updates", 0))
         self.owed = float(data.get("owed", 0.0))
+        self.reward_fit = float(data.get("reward_fit", 1.0))
+        # Checkpoints from before the gate existed were trained with the actor on from the start.
+        self.actor_open = bool(data.get("actor_open", True)) or self.config.actor_gate <= 0

@@ -119,7 +119,11 @@ class Behavior(nn.Module):
         self, feat_dim: int, num_actions: int, *, hidden: int, layers: int, bins: int, unimix: float
     ) -> None:
         super().__init__()
-        self.actor = MLP(feat_dim, num_actions, hidden, layers)
+        # Zero output: the first policy is uniform (plus nothing), the best blind explorer. With
+        # DreamerV3's random output layer the initial policy was a fixed, state-dependent bias
+        # (entropy ~1.2 of 1.39 on maze-cheese) that found the cheese in 16-22% of episodes
+        # against the uniform walk's 29%, and that policy collects until the actor gate opens.
+        self.actor = MLP(feat_dim, num_actions, hidden, layers, zero_out=True)
         self.critic = MLP(feat_dim, bins, hidden, layers, zero_out=True)
         self.slow_critic = MLP(feat_dim, bins, hidden, layers, zero_out=True)
         self.retnorm = ReturnNorm()

@@ -264,6 +264,11 @@ class WorldModel(nn.Module):
                 "model/reward_err_on_rewarded": float((reward_pred - rewards).abs()[rewarded].mean())
                 if bool(rewarded.any())
                 else float("nan"),
+                "model/reward_rel_err_on_rewarded": float(
+                    ((reward_pred - rewards).abs() / rewards.abs())[rewarded].mean()
+                )
+                if bool(rewarded.any())
+                else float("nan"),
                 "model/reward_err_unrewarded": float((reward_pred - rewards).abs()[~rewarded].mean()),
                 "model/post_entropy": float(-(post_p * post_p.log()).sum(-1).mean()),
             }
