@@ -11,6 +11,9 @@ torso's features:
   over observations, so the value-map probe can ask it about edited observations directly, and
   each tree expansion gets the new leaf's prior, value and edge reward from one network call.
 
+With ``value_net="vin"`` the value and the reward come from the value-iteration network
+(:mod:`.value_iteration`) instead of the value and reward heads, which are then absent.
+
 The last layer of every head starts at zero: the untrained planner has a uniform prior, value 0
 and predicts no reward anywhere, so early search is not steered by random initial outputs.
 """

@@ -35,8 +35,9 @@ neighbouring cell no move reaches is impassable. Value targets alone cannot pin 
 where the agent never stands (walls): the iteration is consistent with itself at any scale. The
 value loss (one-step optimal backups, see the agent) trains the maps as well.
 
-The learned reward model of the search (the ``reward`` head) stays separate; this module only
-replaces how the value (and part of the prior) is computed.
+The maps are blind to the agent's channel (:meth:`GridValueIteration.board`), and ``R`` at the
+agent's cell is also the search's reward model when this network is used (the planner then has no
+reward head on its torso): one learned objective for the tree's edges and for the value.
 """
 
 from __future__ import annotations
