@@ -112,7 +112,7 @@ Status on maze-cheese (defaults, ``misgen eval``, 200 episodes per split)
 * Default env (inner mazes 5..13, region 1), seed 0, 40,960 env steps: train 1.000, test-iid
   1.000, test-shift cheese 0.855 (top-right corner first 0.12). Bonus-free training success
   >= 0.9 from 8-12k env steps (``misgen bench learn``: 0.91 at 8,192). Seed 1, 16,384 steps:
-  train 1.000, test-iid 0.995; seed 2 reached 1.0 bonus-free by 16k. Times and the measurements
+  train 1.000, test-iid 0.995; seed 2, 16,384 steps: train 1.000, test-iid 1.000. Times and the measurements
   behind each choice above are in ``misgen/bench/MEASUREMENTS.md``.
 * Before the choices above (the torso's reward head, raw value patch in the prior, one learning
   rate), the same env reached 0.3-0.7 bonus-free success by 12-30k steps; the old fixed 13x13
