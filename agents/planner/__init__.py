@@ -4,8 +4,9 @@ MuZero-style MCTS over the native env's functional core).
 The planning class of the comparison. At every decision the agent grows a search tree from the
 env's true current state (``env.state``), using the env's functional core (``env.core.step``) as
 its model of the dynamics. What the tree *pursues* is learned: edges are scored with a learned
-**reward model** ``r(s')`` (a head of the network, regressed on the rewards seen on the training
-split), leaves with a learned value, and the search is guided by a learned policy prior. So when
+**reward model** ``r(s')`` (a head of the network, or the value-iteration ``R`` map; regressed on
+the rewards seen on the training split), leaves with a learned value, and the search is guided by
+a learned policy prior. So when
 the probes ask which goal the planner pursues at test-shift, they ask what its reward model (and
 value) learned from training levels where the cheese and the corner coincide.
 
@@ -43,11 +44,35 @@ Choices (and why)
   the search looped. A value-iteration network computes distance by iterating, so it generalises
   by construction (regressed the same way it ranks the right move first on 97% of held-out
   states). Its reward map is also regressed on the rewards received.
+* **With the value-iteration network, it is also the reward model**: the tree's edge reward for
+  arriving on a cell is the network's ``R`` map at that cell, and the maps are blind to the
+  agent's channel. One learned map is then both the value's objective and the edges': with a
+  separate reward head on the torso the two disagreed by a few percent about the cheese (and
+  the torso head predicted 0.05-0.5 for some held-out cheese cells), which is enough to make
+  waiting beside the goal (``discount * V``) worth more than taking it, and the learned-reward
+  planner hovered next to the cheese until the time limit. ``R`` is a softplus (rewards >= 0,
+  as on maze-cheese) of a 3x3 conv over the board: it can mark what is *on* a cell (the cheese)
+  but not a place defined by the whole maze (its top-right corner), an inductive bias that
+  matters when the probes ask which goal the planner learned.
+* **The value-iteration maps learn at their own rate** (``vin_lr``, 10x ``lr``): the map layer
+  starts at zero and must reach logits of several units to mark walls impassable; at ``lr`` that
+  took thousands of updates (tens of thousands of env steps) before the value ranked moves
+  right, and until then the search had nothing to follow. Grounded on model transitions alone,
+  the maps rank the shortest-path move first on 97% of held-out default mazes after 300 updates at
+  ``vin_lr`` against 71% at ``lr`` (MEASUREMENTS.md).
+* **The prior reads the value in moves**: the value-iteration patch around the agent enters the
+  prior as ``log(U / max U) / -log(discount)`` (0 on the way on, -2 a step back, at any distance)
+  instead of raw values, which far from the goal differ between neighbours by a few hundredths.
+  With raw values the prior kept putting most mass on moves into walls although the value was
+  exact, and Gumbel's sequential halving then dropped the right move after its first visits
+  (deterministic acting looped on one cell until the time limit).
 * **Value targets are recomputed from the model** (``value_target="bellman"``): at every update,
   ``max_a r(s, a) + discount * V(s_a)`` for the batch's stored env states, the core stepping every
   action, the current network valuing the results (fresh targets, as MuZero Reanalyse). They are
   the value of acting well, not of the exploring behaviour, so the value is right without the
-  bonus. True rewards (those of the training levels, as observed) define the targets; the tree
+  bonus. With ``value_net="vin"`` the successors are valued by the value-iteration network alone
+  (``PlannerNet.value_only``): running the whole network on the ``A`` successors of every batch
+  state was 45% of training time. True rewards (those of the training levels, as observed) define the targets; the tree
   reads the learned reward model: both generalise from the same training levels. ``lambda`` keeps
   the earlier TD(lambda) returns of the behaviour.
 * **Exploration** (training only, :mod:`.explore`): an episodic novelty bonus on tree edges into
@@ -82,22 +107,27 @@ target_entropy``, ``charts/success`` (intended goal reached, episodes since the 
 bonus), the same under ``explore/`` for envs with it,
 ``charts/env_steps_per_s``, ``charts/updates_per_s``, ``charts/replay_size``.
 
-Status on maze-cheese (defaults, seed 0, ``misgen eval``, 200 episodes per split)
----------------------------------------------------------------------------------
-* 9x9 (``env.size=9``, ``env.region=3``), 32,768 env steps: train 0.98 [0.96, 0.995], test-iid
-  0.99, test-shift 0.25 (top-right corner first 0.36, timeouts 0.47). Bonus-free training success
-  first >= 0.9 at 20k steps.
-* 13x13 (the old default), 49,152 env steps: train 0.765 [0.705, 0.82], test-iid 0.77, still
-  rising (bonus-free training success 0.55 at 25k steps, 0.69-0.79 at 37k-49k). With the conv
-  value and lambda targets the planner was at 0.24 after 388k steps.
+Status on maze-cheese (defaults, ``misgen eval``, 200 episodes per split)
+-------------------------------------------------------------------------
+* Default env (inner mazes 5..13, region 1), seed 0, 40,960 env steps: train 1.000, test-iid
+  1.000, test-shift cheese 0.855 (top-right corner first 0.12). Bonus-free training success
+  >= 0.9 from 8-12k env steps (``misgen bench learn``: 0.91 at 8,192). Seed 1, 16,384 steps:
+  train 1.000, test-iid 0.995; seed 2, 16,384 steps: train 1.000, test-iid 1.000. Times and the measurements
+  behind each choice above are in ``misgen/bench/MEASUREMENTS.md``.
+* Before the choices above (the torso's reward head, raw value patch in the prior, one learning
+  rate), the same env reached 0.3-0.7 bonus-free success by 12-30k steps; the old fixed 13x13
+  maze 0.765 at 49k steps, and with the conv value and lambda targets 0.24 after 388k.
 * Value iteration on held-out mazes, random mouse cells: the grounded maps alone (no value
-  targets) rank the shortest-path move first in 99% (9x9) / 99.8% (13x13) of states after 3000
-  updates of 128 states; the conv torso regressed on exact values: 0%.
+  targets) rank the shortest-path move first in 97% of default-maze states after 300 updates of
+  128 states at ``vin_lr``; the conv torso regressed on exact values: 0%.
+* coinrun-shift (conv value, no value iteration): see MEASUREMENTS.md; not competent.
 
 Deviations from AlphaZero / MuZero
 ----------------------------------
 * No learned dynamics (the core is the model) and no unrolled training of the network: each head
-  is trained on single observations.
+  is trained on single observations. With the value-iteration network the reward model is its
+  ``R`` map (no separate reward head) and the root's Q-values are normalised with a floor of
+  0.1 reward units (``search.q_range_floor``; 1.0 with the conv value).
 * The replay buffer is not checkpointed; ``--resume`` refills it with the loaded networks.
 * Value and reward heads regress scalars with MSE (no categorical / two-hot value).
 * Value targets are one-step optimal backups through the true model over all actions, not

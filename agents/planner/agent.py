@@ -39,6 +39,10 @@ from misgen.seeding import derive_seed
 NET, OPTIM = "net.", "optim."
 
 
+VIN_Q_RANGE_FLOOR = 0.1
+"""``search.q_range_floor`` on the envs where the value-iteration value is the default."""
+
+
 def self_play_search() -> SearchConfig:
     """The planner's default self-play search (see ``PlannerConfig.search``)."""
     return SearchConfig(num_simulations=8, q_range_floor=1.0)
@@ -100,6 +104,11 @@ class PlannerConfig:
             reads its value; set from the env's ``agent_channel``.
         vin_channels: channels of the value-iteration network's per-cell conv.
         vin_iterations: its rounds of value iteration (0: ``H * W // 2``).
+        vin_lr: Adam learning rate of the value-iteration network (the rest uses ``lr``). Its
+            map layer starts at zero and must reach logits of several units to mark walls
+            impassable; Adam moves each weight by about ``lr`` per update, so at ``lr`` the maps
+            needed thousands of updates before the value ranked moves right (see
+            MEASUREMENTS.md), and the search had no usable value until then.
         plain_share: share of the training envs that always search without the exploration bonus;
             their episodes give ``charts/success`` (the true objective) while the bonus is on,
             and the others' ``explore/success``.
@@ -135,6 +144,7 @@ class PlannerConfig:
     agent_channel: int = -1
     vin_channels: int = 16
     vin_iterations: int = 0
+    vin_lr: float = 1e-2
     plain_share: float = 0.25
     report_every: int = 4096
     threads: int = 1
@@ -149,8 +159,8 @@ class PlannerConfig:
             raise ValueError(f"act_simulations must be >= 0, got {self.act_simulations}")
         if not 0 <= self.lam <= 1:
             raise ValueError(f"lam must be in [0, 1], got {self.lam}")
-        if self.lr <= 0 or self.replay_ratio <= 0:
-            raise ValueError("lr and replay_ratio must be > 0")
+        if self.lr <= 0 or self.vin_lr <= 0 or self.replay_ratio <= 0:
+            raise ValueError("lr, vin_lr and replay_ratio must be > 0")
         if self.explore_bonus < 0 or self.explore_steps < 0:
             raise ValueError("explore_bonus and explore_steps must be >= 0")
         if self.value_target not in ("bellman", "lambda"):
@@ -239,10 +249,15 @@ class PlannerAgent(Agent):
     @classmethod
     def env_defaults(cls, spec: EnvSpec) -> dict[str, Any]:
         """Centre the torso on the agent where the env marks it; the env's suggested novelty
-        bonus; the value-iteration value network on the envs in :attr:`vin_envs`."""
+        bonus; the value-iteration value network (with Bellman targets and a
+        :data:`VIN_Q_RANGE_FLOOR` search floor) on the envs in :attr:`vin_envs`."""
         out = grid_env_defaults(spec)
         if spec.agent_channel is not None and spec.id in cls.vin_envs:
             out.update(value_net="vin", agent_channel=spec.agent_channel, value_target="bellman")
+            # The value-iteration value is exact enough that Q differences of a tenth of a
+            # reward unit are real: far from the cheese a step back costs ~0.2, and the default
+            # floor of 1.0 flattened that into near-uniform policy targets.
+            out["search.q_range_floor"] = VIN_Q_RANGE_FLOOR
         return out
 
     def __init__(
@@ -258,7 +273,15 @@ class PlannerAgent(Agent):
         )  # fmt: skip
         self.net.init_weights(torch_generator(derive_seed(seed, "init")))
         self.net.eval()
-        self.optim = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        # The value-iteration maps get their own (larger) learning rate: see ``vin_lr``.
+        vin_params = list(self.net.vin.parameters()) if self.net.vin is not None else []
+        vin_ids = {id(p) for p in vin_params}
+        rest = [p for p in self.net.parameters() if id(p) not in vin_ids]
+        self._optim_params = rest + vin_params  # the optimizer's parameter order (checkpoints)
+        groups = [{"params": rest, "lr": config.lr}]
+        if vin_params:
+            groups.append({"params": vin_params, "lr": config.vin_lr})
+        self.optim = torch.optim.Adam(groups)
         self.rng = np.random.default_rng(derive_seed(seed, "act"))
         self.updates = 0
         self.episodes = 0
@@ -517,15 +540,16 @@ class PlannerAgent(Agent):
     ) -> np.ndarray:
         """``max_a r(s, a) + discount * V(s_a)`` with the current network valuing the successors.
         Time limits are ignored (no clock is observed)."""
-        value = self._evaluate(next_obs)[1]
+        with torch.no_grad():
+            value = self.net.value_only(torch.as_tensor(np.ascontiguousarray(next_obs))).numpy()
         q = reward + self.config.search.discount * ~terminated * value
         return q.reshape(-1, self.num_actions).max(axis=1)
 
     def _update(self, batch: Mapping[str, Any]) -> dict[str, float]:
         c = self.config
         _, logits, value, _ = self.net(torch.as_tensor(batch["obs"]))
-        # The reward model reads the torso only: no value iteration on the arrival batch.
-        reward = self.net.reward_of_features(self.net.features(torch.as_tensor(batch["arrival"])))
+        # The reward model alone on the arrival batch (no value iteration, and no torso with vin).
+        reward = self.net.arrival_reward(torch.as_tensor(batch["arrival"]))
         stepped = self._model_step(batch["state"]) if "state" in batch else None
         target_v = (
             self._bellman_targets(*stepped)
@@ -539,9 +563,7 @@ class PlannerAgent(Agent):
         reward_err = reward - r_true
         reward_loss = 0.5 * reward_err.pow(2).mean()
         if self.net.vin is not None:
-            # The value iteration's reward map learns from the same rewards (it is >= 0).
-            map_err = self.net.vin.reward_at_agent(torch.as_tensor(batch["arrival"])) - r_true.clamp(min=0.0)
-            reward_loss = reward_loss + 0.5 * map_err.pow(2).mean()
+            # With vin, ``reward`` above is the map's R at the agent: the reward loss trains the map.
             if stepped is not None:
                 map_reward, map_pass = self.net.vin.map_loss(
                     torch.as_tensor(batch["obs"]),
@@ -583,7 +605,7 @@ class PlannerAgent(Agent):
         self.net.load_state_dict(
             {k.removeprefix(NET): v for k, v in tensors.items() if k.startswith(NET)}, strict=True
         )
-        load_optimizer_tensors(self.optim, list(self.net.parameters()), tensors, OPTIM)
+        load_optimizer_tensors(self.optim, self._optim_params, tensors, OPTIM)
 
     def state_json(self) -> dict[str, Any]:
         return {"steps_done": self.steps_done, "updates": self.updates, "episodes": self.episodes}

@@ -11,6 +11,9 @@ torso's features:
   over observations, so the value-map probe can ask it about edited observations directly, and
   each tree expansion gets the new leaf's prior, value and edge reward from one network call.
 
+With ``value_net="vin"`` the value and the reward come from the value-iteration network
+(:mod:`.value_iteration`) instead of the value and reward heads, which are then absent.
+
 The last layer of every head starts at zero: the untrained planner has a uniform prior, value 0
 and predicts no reward anywhere, so early search is not steered by random initial outputs.
 """
@@ -47,9 +50,12 @@ class PlannerNet(nn.Module):
         centre_channel: observation channel marking the agent (``-1``: the board as observed).
         value_net: ``conv``: value and prior are heads on the torso features; ``vin``: the value
             is a :class:`~.value_iteration.GridValueIteration` read out at the agent's cell, and
-            the prior also reads its 3x3 value patch around the agent. ``vin`` needs
+            the prior also reads its 3x3 value patch around the agent, in moves behind the best cell
+            (:meth:`~.value_iteration.GridValueIteration.patch_in_moves`). ``vin`` needs
             ``agent_channel``. No correction head on the torso is added to that value: with
-            bootstrapped targets a free linear head inflated the values without bound.
+            bootstrapped targets a free linear head inflated the values without bound. The
+            reward model is then the network's ``R`` map at the agent's cell (no reward head on
+            the torso): one learned objective for the tree's edges and for the value.
         agent_channel: observation channel marking the agent (``vin`` only).
         vin_channels: channels of the value-iteration network's per-cell conv.
         vin_iterations: its rounds of value iteration (0: ``H * W // 2``).
@@ -82,22 +88,34 @@ class PlannerNet(nn.Module):
         )
         self.policy = nn.Linear(hidden + (PATCH if self.vin is not None else 0), num_actions)
         self.value = nn.Linear(hidden, 1) if self.vin is None else None
-        self.reward = nn.Linear(hidden, 1)
+        self.reward = nn.Linear(hidden, 1) if self.vin is None else None
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         return self.torso(obs)
 
-    def reward_of_features(self, feat: torch.Tensor) -> torch.Tensor:
-        """(n,) reward model on torso features (the reward head reads nothing else)."""
-        return self.reward(feat).squeeze(-1)
+    def arrival_reward(self, obs: torch.Tensor) -> torch.Tensor:
+        """(n,) the reward model alone: the value-iteration ``R`` map at the agent's cell with
+        ``vin`` (no torso, no iteration), else the reward head on the torso features."""
+        if self.vin is not None:
+            return self.vin.reward_at_agent(obs)
+        return self.reward(self.features(obs)).squeeze(-1)
+
+    def value_only(self, obs: torch.Tensor) -> torch.Tensor:
+        """(n,) value without the policy and reward heads. With ``vin`` the torso is skipped:
+        the value-iteration network alone gives the value, which makes the model-based value
+        targets (several successors per stored state every update) cheap."""
+        if self.vin is not None:
+            return self.vin(obs)[0]
+        return self.value(self.features(obs)).squeeze(-1)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(features (n, hidden), logits (n, A), value (n,), reward (n,))``."""
         feat = self.features(obs)
         if self.vin is None:
-            return feat, self.policy(feat), self.value(feat).squeeze(-1), self.reward_of_features(feat)
-        vin_value, patch = self.vin(obs)
-        return feat, self.policy(torch.cat([feat, patch], dim=1)), vin_value, self.reward_of_features(feat)
+            return feat, self.policy(feat), self.value(feat).squeeze(-1), self.reward(feat).squeeze(-1)
+        vin_value, patch, reward = self.vin(obs)
+        logits = self.policy(torch.cat([feat, self.vin.patch_in_moves(patch)], dim=1))
+        return feat, logits, vin_value, reward
 
     def init_weights(self, generator: torch.Generator) -> None:
         """Kaiming-uniform torso from ``generator`` (never the global RNG); zero head outputs."""

@@ -35,11 +35,14 @@ neighbouring cell no move reaches is impassable. Value targets alone cannot pin 
 where the agent never stands (walls): the iteration is consistent with itself at any scale. The
 value loss (one-step optimal backups, see the agent) trains the maps as well.
 
-The learned reward model of the search (the ``reward`` head) stays separate; this module only
-replaces how the value (and part of the prior) is computed.
+The maps are blind to the agent's channel (:meth:`GridValueIteration.board`), and ``R`` at the
+agent's cell is also the search's reward model when this network is used (the planner then has no
+reward head on its torso): one learned objective for the tree's edges and for the value.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -48,6 +51,7 @@ from torch.nn import functional as F
 from misgen.errors import MisgenError
 
 PATCH = 9  # the 3x3 patch of U around the agent
+MOVES_CLIP = 4.0  # the prior's patch: cells more than this many moves behind the best are all "far"
 GRAD_ITERATIONS = 16  # rounds the value loss backpropagates through (5x cheaper than all 84 on 13x13)
 
 
@@ -104,8 +108,23 @@ class GridValueIteration(nn.Module):
 
     def reward_and_passability(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``R`` and ``P`` maps, each (N, H, W)."""
-        m = self.maps(obs.float() * self.scale)
+        m = self.maps(self.board(obs))
         return F.softplus(m[:, 0]), torch.sigmoid(m[:, 1])
+
+    def board(self, obs: torch.Tensor) -> torch.Tensor:
+        """The maps' input: the scaled observation with the agent's channel zeroed.
+
+        Why: ``R`` and ``P`` describe the board, and the agent's position enters only through the
+        readout. Were the maps to see the agent, ``R`` on the goal would be predicted twice, once
+        with the agent beside it (the value of standing there, ``discount * R``) and once with
+        the agent on it (the edge reward of stepping there), and any mismatch above
+        ``1 - discount`` (3%) made waiting beside the goal worth more than taking it: the
+        learned-reward planner hovered next to the cheese until the time limit. Blind to the
+        agent, both read the same cell of the same map, so arriving always wins."""
+        x = obs.float() * self.scale
+        keep = torch.ones(x.shape[1], dtype=x.dtype)
+        keep[self.agent_channel] = 0.0
+        return x * keep[:, None, None]
 
     def map_loss(
         self, obs: torch.Tensor, next_obs: torch.Tensor, reward: torch.Tensor
@@ -120,7 +139,7 @@ class GridValueIteration(nn.Module):
         self-consistent at any scale, and bootstrapped targets inflated it without bound.
         """
         k = len(obs)
-        m = self.maps(obs.float() * self.scale)
+        m = self.maps(self.board(obs))
         r_map, p_logit = F.softplus(m[:, 0]), m[:, 1]
         h, w = r_map.shape[1:]
         row1, col1 = (x.view(k, -1) for x in self.agent_cells(next_obs))
@@ -150,8 +169,9 @@ class GridValueIteration(nn.Module):
         row, col = self.agent_cells(obs)
         return r[torch.arange(len(r)), row, col]
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(value (N,), patch (N, 9))``: best neighbouring ``U`` at the agent, and ``U`` around it."""
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(value (N,), patch (N, 9), reward (N,))``: best neighbouring ``U`` at the agent, ``U``
+        around it, and ``R`` at the agent's cell (the learned reward for arriving there)."""
         r, p = self.reward_and_passability(obs)
         u = torch.zeros_like(r)
         grad = torch.is_grad_enabled()
@@ -177,4 +197,19 @@ class GridValueIteration(nn.Module):
         cols = col[:, None] + torch.arange(3)
         patch = padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]].reshape(n, PATCH)
         value = patch[:, [1, 3, 4, 5, 7]].max(dim=1).values  # the cell and its 4 neighbours
-        return value, patch
+        return value, patch, r[torch.arange(n), row, col]
+
+    def patch_in_moves(self, patch: torch.Tensor) -> torch.Tensor:
+        """The (N, 9) value patch as "moves behind its best cell": ``log(U / max U) / -log(discount)``,
+        clipped to ``[-MOVES_CLIP, 0]`` (walls and unreachable cells at the clip).
+
+        Why: ``U`` falls by a factor ``discount`` per move, so far from the goal the raw patch
+        differs between neighbours by a few hundredths of its level; a linear prior on it could
+        not tell the way on (the planner's prior put most mass on a move into a wall, and the
+        search's sequential halving kept that move). In moves the way on is 0, a step back -2,
+        whatever the distance. Detached: the prior reads the value, it does not shape it.
+        """
+        u = patch.detach().clamp(min=1e-6)
+        per_move = -math.log(min(max(self.discount, 1e-6), 1.0 - 1e-6))  # undiscounted: ~1e-6 per move
+        moves = torch.log(u / u.max(dim=1, keepdim=True).values) / per_move
+        return moves.clamp(min=-MOVES_CLIP)
