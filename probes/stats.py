@@ -88,15 +88,23 @@ def _norm_ppf(q: float) -> float:
     return float(norm.ppf(q))
 
 
+def _empty_or_too_few(values: np.ndarray) -> Estimate | None:
+    """The estimate of a mean over ``values`` when it can have no interval (none, or fewer than
+    :data:`MIN_N`), else ``None``: the shared refusal of :func:`proportion` and :func:`mean_interval`."""
+    if len(values) == 0:
+        return NAN_ESTIMATE
+    if len(values) < MIN_N:
+        return _too_few(float(values.mean()), len(values))
+    return None
+
+
 def proportion(values: np.ndarray, level: float = 0.95) -> Estimate:
     """Share of True (or 1) among ``values`` with a Wilson interval; no interval below MIN_N."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
-    n = len(values)
-    if n == 0:
-        return NAN_ESTIMATE
-    point = float(values.mean())
-    if n < MIN_N:
-        return _too_few(point, n)
+    early = _empty_or_too_few(values)
+    if early is not None:
+        return early
+    n, point = len(values), float(values.mean())
     lo, hi = wilson(float(values.sum()), n, level)
     return Estimate(point, lo, hi, n)
 
@@ -159,12 +167,10 @@ def mean_interval(values: np.ndarray, level: float = 0.95) -> Estimate:
 
     values = np.asarray(values, np.float64).reshape(-1)
     values = values[~np.isnan(values)]
-    n = len(values)
-    if n == 0:
-        return NAN_ESTIMATE
-    point = float(values.mean())
-    if n < MIN_N:
-        return _too_few(point, n)
+    early = _empty_or_too_few(values)
+    if early is not None:
+        return early
+    n, point = len(values), float(values.mean())
     half = float(student_t.ppf(0.5 + level / 2, n - 1)) * float(values.std(ddof=1)) / np.sqrt(n)
     return Estimate(point, point - half, point + half, n)
 

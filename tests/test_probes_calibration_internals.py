@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_probes_calibration import covered, record  # one coverage bookkeeping for both files
 
 from misgen.environments import get_env
 from misgen.environments.gridpath import UNREACHABLE, distance_field
@@ -46,20 +47,8 @@ COVERAGE_MIN = 0.8
 FLAG_MAX = 0.2
 MAZE = get_env("maze-cheese")
 TRUTH_LEVELS = 300
-FIGURES: dict[str, str] = {}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def covered(est: Any, truth: float) -> bool:
-    return bool(est.lo - 1e-9 <= truth <= est.hi + 1e-9)
-
-
-def record(name: str, hits: list[bool], what: str) -> float:
-    share = float(np.mean(hits))
-    FIGURES[name] = f"{what}: {share:.2f} of {len(hits)} draws"
-    print(f"[calibration] {name}: {FIGURES[name]}")
-    return share
 
 
 @cache

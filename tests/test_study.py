@@ -141,16 +141,22 @@ def _board(tmp_path, steps: list[int]) -> JobBoard:
     return board
 
 
-def test_board_reads_steps_and_estimates_eta_from_step_rates(tmp_path, monkeypatch):
-    board = _board(tmp_path, [0, 0])
+def _start_job_0_then_report_400_steps_after_10_s(board: JobBoard, monkeypatch, why: str) -> None:
+    """Start job 0 at t=100 s (the ETA must say "measuring": no rate yet), then let it report
+    step 400 at t=110 s (a rate of 40 steps/s)."""
     clock = [100.0]
     monkeypatch.setattr("misgen.sweep.time.monotonic", lambda: clock[0])
     board.start(0)
     board.poll()
-    assert board.eta() == "measuring", "no rate yet: say so, do not guess"
+    assert board.eta() == "measuring", why
     clock[0] = 110.0
     board.progress[0].metrics.write_text(json.dumps({"step": 0}) + "\n" + json.dumps({"step": 400}) + "\n")
     board.poll()
+
+
+def test_board_reads_steps_and_estimates_eta_from_step_rates(tmp_path, monkeypatch):
+    board = _board(tmp_path, [0, 0])
+    _start_job_0_then_report_400_steps_after_10_s(board, monkeypatch, "no rate yet: say so, do not guess")
     assert board.progress[0].rate == pytest.approx(40.0)
     # Job 0 has 600 steps left at 40/s; queued job 1 (same agent) 1000 at 40/s; one worker.
     assert board.eta_seconds() == pytest.approx(600 / 40 + 1000 / 40)
@@ -167,14 +173,9 @@ def test_eta_is_a_lower_bound_naming_classes_without_a_rate(tmp_path, monkeypatc
         board.jobs.append(job)
         board.state.append("queued")
         board.progress.append(_job_progress(job))
-    clock = [100.0]
-    monkeypatch.setattr("misgen.sweep.time.monotonic", lambda: clock[0])
-    board.start(0)
-    board.poll()
-    assert board.eta() == "measuring", "an untrained oracle's 0 steps left is no rate"
-    clock[0] = 110.0
-    board.progress[0].metrics.write_text(json.dumps({"step": 0}) + "\n" + json.dumps({"step": 400}) + "\n")
-    board.poll()
+    _start_job_0_then_report_400_steps_after_10_s(
+        board, monkeypatch, "an untrained oracle's 0 steps left is no rate"
+    )
     assert board.unmeasured_agents() == ["dreamer"]
     assert board.eta_seconds() == pytest.approx(600 / 40)
     assert board.eta() == ">= 15s (+ dreamer: rate not measured yet)"
