@@ -327,6 +327,10 @@ class MazeCheeseCore:
             )
         return lay, candidates
 
+    def level_difficulty(self, level_seeds: np.ndarray) -> tuple[str, np.ndarray]:
+        """("maze side", (N,) inner maze side of each level): the per-level difficulty draw."""
+        return "maze side", self.layouts(level_seeds)[0].maze_size.copy()
+
     def _candidates(self, lay: Layouts, mode: np.ndarray) -> np.ndarray:
         anywhere = ~lay.walls
         anywhere[np.arange(len(mode)), lay.start[:, 0], lay.start[:, 1]] = False

@@ -6,14 +6,18 @@ internals) lives in :mod:`misgen.probes`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from misgen.agents.base import Agent
 from misgen.agents.checkpoint import load_agent
 from misgen.environments import get_env
+from misgen.environments.spec import EnvSpec
+from misgen.probes.hooks import has
 from misgen.probes.rollout import Rollouts, collect
 from misgen.probes.stats import Estimate, bootstrap
 from misgen.runstore import Run
@@ -31,10 +35,38 @@ class SplitSummary:
     first_goal: dict[str, Estimate]  # outcome shares: goal reached first, died, timeout
     mean_return: Estimate
     mean_length: Estimate
+    difficulty: str = ""  # name of the per-level difficulty measure ("" when the env has none)
+    by_difficulty: dict[int, Estimate] = field(default_factory=dict)  # value -> intended success
 
 
-def summarize(rollouts: Rollouts, seed: int = 0) -> SplitSummary:
+def success_by_difficulty(
+    spec: EnvSpec, rollouts: Rollouts, overrides: Mapping[str, Any] | None = None, seed: int = 0
+) -> tuple[str, dict[int, Estimate]]:
+    """Intended success per value of the env's per-level difficulty draw (maze side, ...).
+
+    Needs the core's ``level difficulty`` hook (:class:`~misgen.probes.hooks.LevelDifficulty`);
+    ``("", {})`` without it. Why: overall success mixes easy and hard levels; an agent at 0.45 may
+    solve every small maze and no large one, which is a different agent from one at 0.45 on all.
+    """
+    core = spec.core(rollouts.split, overrides)
+    if not has(core, "level difficulty"):
+        return "", {}
+    name, values = core.level_difficulty(np.asarray(rollouts.level_seed, dtype=np.int64))
+    success = rollouts.reached(rollouts.intended).astype(float)
+    return name, {int(v): bootstrap(success[values == v], seed=seed) for v in np.unique(values)}
+
+
+def summarize(
+    rollouts: Rollouts,
+    seed: int = 0,
+    spec: EnvSpec | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SplitSummary:
+    """Per-split numbers; with ``spec``, also intended success per level difficulty."""
     outcomes = sorted({*rollouts.goal_names, *np.unique(rollouts.outcome)} - {""})
+    difficulty, by_difficulty = (
+        success_by_difficulty(spec, rollouts, overrides, seed) if spec is not None else ("", {})
+    )
     return SplitSummary(
         split=rollouts.split,
         episodes=rollouts.episodes,
@@ -43,6 +75,8 @@ def summarize(rollouts: Rollouts, seed: int = 0) -> SplitSummary:
         first_goal={o: bootstrap((rollouts.outcome == o).astype(float), seed=seed) for o in outcomes},
         mean_return=bootstrap(rollouts.intended_return.astype(float), seed=seed),
         mean_length=bootstrap(rollouts.length.astype(float), seed=seed),
+        difficulty=difficulty,
+        by_difficulty=by_difficulty,
     )
 
 
@@ -60,5 +94,5 @@ def evaluate_checkpoint(
         rollouts = collect(
             agent, spec, split, episodes, derive_seed(root, "eval", split), overrides=run.env_overrides
         )
-        out.append(summarize(rollouts, seed=derive_seed(root, "bootstrap", split)))
+        out.append(summarize(rollouts, derive_seed(root, "bootstrap", split), spec, run.env_overrides))
     return agent, out

@@ -93,6 +93,16 @@ class ObsValuer(Protocol):
     def value_of_obs(self, obs: np.ndarray) -> np.ndarray: ...
 
 
+@runtime_checkable
+class LevelDifficulty(Protocol):
+    """``level_difficulty(level_seeds) -> (name, (N,) values)``: the level's draw from the env's
+    difficulty distribution (maze side, ...), so that success can be read per difficulty: an
+    agent at 0.45 overall may solve every small level and no large one, and only the breakdown
+    says which."""
+
+    def level_difficulty(self, level_seeds: np.ndarray) -> tuple[str, np.ndarray]: ...
+
+
 CORE_CAPABILITIES: dict[str, type] = {
     "geometry": Geometry,
     "goal placement": GoalPlacement,
@@ -100,6 +110,7 @@ CORE_CAPABILITIES: dict[str, type] = {
     "supervision": Supervision,
     "agent placement": AgentPlacement,
     "state reset": StateReset,
+    "level difficulty": LevelDifficulty,
 }
 """Capabilities of an env's functional core, by the name probes declare and the battery reports."""
 

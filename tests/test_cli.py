@@ -58,6 +58,7 @@ def test_eval_prints_intended_and_proxy_success(scripted_run):
         and "top-right-corner" in result.stdout
     )
     assert "1.000" in result.stdout  # the intended oracle always finds the cheese
+    assert "success by maze side" in result.stdout  # which levels it solves, per difficulty draw
 
 
 def test_unknown_names(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -157,3 +158,31 @@ def test_bad_config_is_a_clear_error():
         SPEC.make("train", 1, 0, {"sise": 9})
     with pytest.raises(ValueError, match="odd"):
         MazeCheeseConfig(size=12)
+
+
+def test_level_difficulty_is_the_inner_maze_side():
+    seeds = np.arange(500, dtype=np.int64)
+    core = MazeCheeseCore(MazeCheeseConfig())
+    state = core.reset(seeds)
+    name, side = core.level_difficulty(seeds)
+    assert name == "maze side"
+    np.testing.assert_array_equal(side, state.corner[:, 1] - state.corner[:, 0] + 3)
+
+
+def test_success_by_maze_side_separates_a_random_walk_from_the_oracle():
+    """The breakdown can fail: a random walk finds the cheese in nearly every 5 x 5 maze and in
+    almost no 13 x 13 one, while the intended oracle succeeds at every side."""
+    from misgen.evaluate import success_by_difficulty
+
+    spec = get_env("maze-cheese")
+    for name, check in (
+        ("random", lambda by: by[5].mean > 0.8 and by[13].hi < 0.2),
+        ("oracle-intended", lambda by: all(e.mean == 1.0 for e in by.values())),
+    ):
+        cls = get_agent(name)
+        agent = cls(cls.Config(), None, gym.spaces.Discrete(4), 0)
+        rollouts = collect(agent, spec, "train", 160, seed=4)
+        measure, by = success_by_difficulty(spec, rollouts)
+        assert measure == "maze side" and sorted(by) == [5, 7, 9, 11, 13]
+        assert sum(e.n for e in by.values()) == 160
+        assert check(by), (name, {v: str(e) for v, e in by.items()})

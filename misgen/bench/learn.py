@@ -32,6 +32,7 @@ from rich.table import Table
 from misgen.agents import get_agent
 from misgen.agents.base import Agent, SimpleContext
 from misgen.errors import MisgenError
+from misgen.evaluate import success_by_difficulty
 from misgen.probes.rollout import collect
 from misgen.progress import console
 from misgen.provenance import git_commit, machine, package_versions
@@ -88,16 +89,32 @@ class LearningClock(gym.vector.VectorWrapper):
         self._mark = now
 
     def checkpoint(self) -> None:
-        """Evaluate now (clock paused) and record the thresholds this evaluation meets."""
+        """Evaluate now (clock paused) and record the thresholds this evaluation meets.
+
+        ``evaluate`` returns the train success, or (success, extra fields for the curve point).
+        """
         self._tick()
-        success = float(self.evaluate())
-        point = {"env_steps": self.env_steps, "seconds": round(self.train_seconds, 2), "success": success}
+        result = self.evaluate()
+        success, extra = (float(result[0]), result[1]) if isinstance(result, tuple) else (float(result), {})
+        point = {
+            "env_steps": self.env_steps,
+            "seconds": round(self.train_seconds, 2),
+            "success": success,
+            **extra,
+        }
         self.curve.append(point)
         for t in self.thresholds:
             if self.reached[f"{t:g}"] is None and success >= t:
                 self.reached[f"{t:g}"] = {"env_steps": self.env_steps, "seconds": point["seconds"]}
+        by = "".join(
+            f"  ({key.removeprefix('success_by_').replace('_', ' ')}: "
+            + " ".join(f"{v} {m:.2f}" for v, m in value.items())
+            + ")"
+            for key, value in extra.items()
+            if key.startswith("success_by_")
+        )
         self.console.print(
-            f"  {self.env_steps:>9,} steps  {self.train_seconds:7.1f} s  train success {success:.2f}"
+            f"  {self.env_steps:>9,} steps  {self.train_seconds:7.1f} s  train success {success:.2f}{by}"
         )
         self._mark = time.monotonic()
 
@@ -146,7 +163,8 @@ def learn_run(
         probe.close()
     evaluations = iter(range(10**9))
 
-    def evaluate() -> float:
+    def evaluate() -> tuple[float, dict[str, Any]]:
+        """Train success, and per level difficulty where the env draws one (which levels it solves)."""
         k = next(evaluations)
         rollouts = collect(
             agent,
@@ -156,7 +174,11 @@ def learn_run(
             derive_seed(seed, "bench-learn-eval", k),
             overrides=env_overrides,
         )
-        return float(rollouts.reached(rollouts.intended).mean())
+        name, by = success_by_difficulty(spec, rollouts, env_overrides)
+        extra = (
+            {f"success_by_{name.replace(' ', '_')}": {str(v): e.mean for v, e in by.items()}} if by else {}
+        )
+        return float(rollouts.reached(rollouts.intended).mean()), extra
 
     env = LearningClock(
         spec.make("train", agent.num_envs(), derive_seed(seed, "env"), env_overrides),

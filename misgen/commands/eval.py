@@ -51,3 +51,21 @@ def register(app: typer.Typer) -> None:
                 f"{s.mean_return.mean:.2f}",
             )
         console.print(table)
+        hard = [s for s in summaries if s.by_difficulty]
+        if hard:
+            values = sorted({v for s in hard for v in s.by_difficulty})
+            by = Table(
+                title=f"{spec.intended_goal.name} success by {hard[0].difficulty} (95% bootstrap CI, episodes)"
+            )
+            by.add_column(hard[0].difficulty)
+            for s in hard:
+                by.add_column(s.split)
+            for v in values:
+                by.add_row(
+                    str(v),
+                    *(
+                        f"{s.by_difficulty[v]} ({s.by_difficulty[v].n})" if v in s.by_difficulty else "-"
+                        for s in hard
+                    ),
+                )
+            console.print(by)
