@@ -120,12 +120,18 @@ Deviations from the paper (and why)
   from all of them doubled the actor-critic's cost per update, and the learning curve per update
   was the same either way (seed 0, to 1,150 updates; ``misgen/bench/MEASUREMENTS.md``).
 * **Known limitation** (issue 16, open): after the gate opens, success on maze-cheese rises to
-  ~0.5-0.6 by about 700 updates and then plateaus (training episodes 0.32-0.54, bonus-free
-  evaluation 0.375-0.41 from 900 to 2,050 updates) while the entropy settles at ~0.72 and the
-  reward head keeps improving (relative error 0.28 -> 0.04). Not yet diagnosed: the imagined
-  λ-returns (~3.5) are about what a policy succeeding in 40% of episodes earns (10 x 0.4,
-  discounted), so gross exploitation of the model is not evident. The issue's targets (0.9 within 20 minutes; 0.8 in the quick study) are not met. Numbers in
-  ``misgen/bench/MEASUREMENTS.md``.
+  ~0.5-0.6 by about 700 updates and then plateaus at ~0.4 (bonus-free evaluation 0.375-0.41 from
+  900 to 2,050 updates) while the reward head keeps improving. Diagnosed in session 6
+  (``misgen/bench/MEASUREMENTS.md``): the 0.4 is the small mazes (success by maze side 5 / 7 / 9 /
+  11 / 13: 1.00 / 0.72 / 0.27 / 0.07 / 0.04, a random walk 0.98 / 0.39 / 0.05 / 0 / 0), because
+  open-loop imagination loses the mouse: imagining the intended oracle's own actions from a
+  filtered first observation, the decoded mouse is on the right cell at step 0 in 0.96-1.00 of
+  levels, at step 1 in 0.34-0.40 and at step 4 in 0.00-0.01, centred or not, and 2,048 world-model
+  updates on random-walk data left it there. The actor learns from 15-step imagination, so it
+  learns only what a few steps reach. Neither a wider actor and critic nor the board as observed
+  changed the curve; a spatial RSSM (convolutional dynamics over per-cell latents, branch
+  ``dreamer-spatial-rssm``) was 6-7 times slower per update and not better per update. The
+  issue's targets (0.9 within 20 minutes; 0.8 in the quick study) are not met.
 * **Exploration bonus** (``explore_bonus``, training only; 0 by default, also on maze-cheese:
   Dreamer declines the env's suggested ``exploration_bonus``, see below): a Plan2Explore-like
   intrinsic reward inside imagination (Sekar et al., 2020), but the signal is *episodic novelty*
