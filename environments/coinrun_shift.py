@@ -574,5 +574,9 @@ SPEC = register_env(
         config_type=CoinRunShiftConfig,
         difficulty=("width", "height", "pit_prob", "obstacle_prob", "max_enemies", "max_steps"),
         make_core=CoinRunShiftCore,
+        # A tenth of the coin's reward per new observation. A uniform-random agent touched the train
+        # coin in 0 of 300 episodes; PPO seed 0 (default config, one torch thread) without it stayed at
+        # train eval success 0.00 through 2M steps, with it reached 1.00 at 1M (2026-12-01).
+        exploration_bonus=1.0,
     )
 )
