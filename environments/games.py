@@ -2,13 +2,16 @@
 
 A game with a native (batched NumPy) and a procgen version declares its train/test distributions
 and goals once, here, and both versions register from it, so the two cannot drift apart: a probe
-result on ``maze-cheese`` and on ``procgen-maze-cheese`` asks the same question.
+result on ``maze-cheese`` and on ``procgen-maze-cheese`` asks the same question. Where one version
+places a goal its own way (coinrun-shift's ``off-path`` test-shift coin; procgen-coinrun-shift keeps
+its random ground cell), it registers with :meth:`GameDeclaration.splits_with`, visibly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from misgen.environments.spec import Goal, Split, standard_splits
 
@@ -27,6 +30,13 @@ class GameDeclaration:
     goals: tuple[Goal, ...]
     knob: str
 
+    def splits_with(self, split: str, **kwargs: Any) -> dict[str, Split]:
+        """The splits, with ``kwargs`` added to one split's config: for a version whose config
+        spells a placement differently (same seed ranges, same question)."""
+        out = dict(self.splits)
+        out[split] = replace(out[split], kwargs={**out[split].kwargs, **kwargs})
+        return out
+
 
 MAZE_CHEESE = GameDeclaration(
     splits=standard_splits(train={"cheese_placement": "region"}, test_shift={"cheese_placement": "apart"}),
@@ -39,6 +49,8 @@ MAZE_CHEESE = GameDeclaration(
     knob="cheese_random_fraction",
 )
 
+# test-shift: procgen's "random" ground cell; the native version registers its "off-path"
+# placement instead (coinrun_shift.py), which keeps the coin off every indifferent runner's path.
 COINRUN = GameDeclaration(
     splits=standard_splits(train={"coin_placement": "end"}, test_shift={"coin_placement": "random"}),
     goals=(

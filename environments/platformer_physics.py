@@ -33,6 +33,9 @@ ACTION_NAMES = ("noop", "left", "right", "jump", "jump-left", "jump-right")
 DX = np.array([0, -1, 1, 0, -1, 1], dtype=np.int64)
 JUMPS = np.array([False, False, False, True, True, True])
 UNREACHABLE = np.iinfo(np.int16).max
+# Order in which a forward search tries actions, so that its shortest plans prefer moving on, then
+# waiting, then jumping (the exact planner's oracle breaks ties the same way).
+PLAN_ORDER = np.array([RIGHT, NOOP, JUMP_RIGHT, JUMP, LEFT, JUMP_LEFT])
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,36 @@ def reachable_within(
     a yes/no answer from one state costs far less than :func:`plan_distances` over every state
     (level generation uses it to check a placement). States are ``(row, col, vy, t mod period)``.
     """
+    levels = (solid, start, target, enemy_row, enemy_lo, enemy_offset, enemy_active)
+    return forward_search(*levels, physics, max_steps, avoid=avoid)[0]
+
+
+def forward_search(
+    solid: np.ndarray,
+    start: np.ndarray,
+    target: np.ndarray,
+    enemy_row: np.ndarray,
+    enemy_lo: np.ndarray,
+    enemy_offset: np.ndarray,
+    enemy_active: np.ndarray,
+    physics: Physics,
+    max_steps: int,
+    avoid: np.ndarray | None = None,
+    exhaust: bool = False,
+    plan: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The breadth-first search of :func:`reachable_within`, with more to tell.
+
+    Args:
+        exhaust: keep searching a level after ``target`` is found, and return every cell that a
+            surviving step sweeps through before touching ``target`` (the agent's reach).
+        plan: return, per level, the actions of a shortest path to ``target`` (-1 after its end,
+            all -1 where none). Among equally short paths the search keeps, for each state, the
+            first way it was found, trying actions in :data:`PLAN_ORDER` (move on, wait, jump).
+
+    Returns:
+        ``found`` (n,) bool, ``touched`` (n, H, W) bool or None, ``actions`` (n, max_steps) or None.
+    """
     n, h, w = solid.shape
     na, p = len(DX), physics.period
     size = (
@@ -279,13 +312,18 @@ def reachable_within(
         + 1
     )
     seen = np.zeros((n, int(size)), dtype=bool)
+    touched = np.zeros(solid.shape, dtype=bool) if exhaust else None
+    parent = np.full((n, int(size)), -1, dtype=np.int64) if plan else None  # state * na + action
+    last = np.full(n, -1, dtype=np.int64)  # state * na + action of the step that touched target
+    depth = np.zeros(n, dtype=np.int64)
     found = np.zeros(n, dtype=bool)
     rows = np.arange(n)
     r, c = start[:, 0].astype(np.int64), start[:, 1].astype(np.int64)
     vy, phase = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    seen[rows, state_index(r, c, vy, phase, (h, w), physics)] = True
-    actions = np.arange(na)[None, :]
-    for _ in range(max_steps):
+    state = state_index(r, c, vy, phase, (h, w), physics)
+    seen[rows, state] = True
+    actions = PLAN_ORDER[None, :]
+    for step in range(max_steps):
         if len(rows) == 0:
             break
         shape = (len(rows), na)
@@ -302,21 +340,40 @@ def reachable_within(
         if avoid is not None:
             dead |= touches(move, avoid[rows, None, 0], avoid[rows, None, 1])
         hit = touches(move, target[rows, None, 0], target[rows, None, 1]) & ~dead
-        found[rows[hit.any(axis=1)]] = True
+        if touched is not None:
+            ok = ~dead & ~hit
+            for k in range(move.sweep_rows.shape[0]):
+                touched[e[ok], move.sweep_rows[k][ok], move.c[ok]] = True
+        how = state[:, None] * na + PLAN_ORDER[None, :]  # (state, action) that made each move
+        first = hit.any(axis=1) & ~found[rows]
+        if first.any():
+            last[rows[first]] = how[first, np.argmax(hit[first], axis=1)]
+            depth[rows[first]] = step + 1
+            found[rows[first]] = True
         nxt = state_index(
             move.r, move.c, move.vy, np.broadcast_to((phase[:, None] + 1) % p, shape), (h, w), physics
         )
-        live = ~dead & ~hit & ~found[e]
-        er, ns = e[live], nxt[live]
+        live = ~dead & ~hit & (~found[e] | exhaust)
+        er, ns, hw = e[live], nxt[live], how[live]
         fresh = ~seen[er, ns]
-        key = np.unique(er[fresh] * size + ns[fresh])
-        rows, idx = np.divmod(key, size)
-        seen[rows, idx] = True
-        idx, phase = np.divmod(idx, p)
+        key, at = np.unique(er[fresh] * size + ns[fresh], return_index=True)
+        rows, state = np.divmod(key, size)
+        seen[rows, state] = True
+        if parent is not None:
+            parent[rows, state] = hw[fresh][at]
+        idx, phase = np.divmod(state, p)
         rc, v = np.divmod(idx, physics.speeds)
         r, c = np.divmod(rc, w)
         vy = v - physics.jump_speed
-    return found
+    plans = None
+    if parent is not None:
+        plans = np.full((n, max_steps), -1, dtype=np.int64)
+        link = last.copy()
+        for k in range(int(depth.max(initial=0)) - 1, -1, -1):
+            on = found & (depth > k)
+            plans[on, k] = link[on] % na
+            link = np.where(on, parent[np.arange(n), np.maximum(link // na, 0)], link)
+    return found, touched, plans
 
 
 def state_index(

@@ -11,6 +11,7 @@ import pytest
 from misgen.agents import get_agent
 from misgen.environments import get_env
 from misgen.environments.coinrun_levels import clipped_walk
+from misgen.environments.coinrun_placement import RUNNERS, dilate, runner_sweeps, search_from_start
 from misgen.environments.coinrun_shift import (
     CoinRunShiftConfig,
     CoinRunShiftCore,
@@ -179,7 +180,7 @@ def test_coin_placement_per_split_and_knob():
     train = CoinRunShiftCore(CoinRunShiftConfig()).reset(seeds)
     assert np.array_equal(train.coin, train.end)
     assert (train.end[:, 1] == 30).all() and (train.kind[np.arange(3000), train.end[:, 0] + 1, 30] > 0).all()
-    shift = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="random")).reset(seeds)
+    shift = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="anywhere")).reset(seeds)
     cand = coin_candidates(shift.kind > 0, 2, shift.enemy_lo, shift.enemy_active, 3)
     assert cand[np.arange(3000), shift.coin[:, 0], shift.coin[:, 1]].all()
     assert ((shift.coin[:, 1] >= 4) & (shift.coin[:, 1] <= 25)).all(), "never near the end"
@@ -187,9 +188,60 @@ def test_coin_placement_per_split_and_knob():
     assert set(np.unique(top - 1 - shift.coin[:, 0])) == {0, 1, 2}, "on the ground or floating 1-2 cells"
     assert np.array_equal(shift.kind, train.kind), "the split changes the coin only"
     assert len(np.unique(shift.coin[:, 1])) > 15, "spread along the level"
-    mixed = CoinRunShiftCore(CoinRunShiftConfig(coin_random_fraction=0.25)).reset(seeds)
-    moved = (mixed.coin != mixed.end).any(axis=1).mean()
-    assert 0.2 < moved < 0.3
+    few = np.arange(400, dtype=np.int64)
+    core = CoinRunShiftCore(CoinRunShiftConfig(coin_random_fraction=0.25))
+    mixed = core.reset(few)
+    moved = (mixed.coin != mixed.end).any(axis=1)
+    assert 0.2 < moved.mean() < 0.3
+    off = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="off-path")).reset(few[moved])
+    assert np.array_equal(mixed.coin[moved], off.coin), "the knob moves a train coin as test-shift does"
+
+
+def test_anywhere_reproduces_the_old_random_placement():
+    """``anywhere`` is the placement test-shift used before ``off-path`` (then called ``random``):
+    the coins of 200 test-shift levels, hashed from that code."""
+    import hashlib
+
+    core = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="anywhere"))
+    state = core.reset(np.arange(2_000_000, 2_000_200, dtype=np.int64))
+    assert state.coin[:3].tolist() == [[6, 13], [7, 7], [5, 6]]
+    assert hashlib.sha256(state.coin.astype("<i8").tobytes()).hexdigest()[:16] == "bd69be45d1c02d30"
+
+
+def test_indifferent_runners_never_collect_the_off_path_coin():
+    """No runner that heads right blind to the coin touches an off-path coin, nor passes within
+    ``coin_margin`` cells of it; the intended goal stays reachable (exact planner)."""
+    config = CoinRunShiftConfig(**SPEC.split("test-shift").kwargs)
+    assert config.coin_placement == "off-path"
+    core = CoinRunShiftCore(config)
+    seeds = np.arange(2_000_000, 2_000_400, dtype=np.int64)
+    state = core.reset(seeds)
+    e = np.arange(len(seeds))
+    plan = search_from_start(core, state)[1]
+    sweeps = runner_sweeps(core, state, plan)
+    assert sweeps.shape[0] == len(RUNNERS) and sweeps.any(axis=(2, 3)).all()
+    assert not sweeps[:, e, state.coin[:, 0], state.coin[:, 1]].any()
+    near = dilate(sweeps.any(axis=0), config.coin_margin)[e, state.coin[:, 0], state.coin[:, 1]]
+    # Where no cell lies that far from every path, the margin shrinks (0.144 of 1000 levels).
+    assert near.mean() <= 0.25, "the margin holds in most levels"
+    assert ((state.coin[:, 1] >= 4) & (state.coin[:, 1] < config.width - 6)).all()
+    assert not state.solid[e, state.coin[:, 0], state.coin[:, 1]].any()
+    assert (core.steps_to_goal(state.take(e[:48]), "coin") <= config.max_steps).all()
+    # Played out in the game with the coin in place: no runner touches it before the end.
+    for name, policy in RUNNERS.items():
+        s = state.take(e[:100])
+        running = np.ones(100, dtype=bool)
+        for _ in range(config.max_steps):
+            s, _, terminated, _ = core.step(s, policy(s, plan[:100]))
+            assert not (s.reached[:, 0] & running).any(), f"runner {name} collected an off-path coin"
+            running &= ~terminated & ~s.reached[:, 1]
+    again = CoinRunShiftCore(config).reset(seeds[::-1])
+    assert np.array_equal(again.coin[::-1], state.coin), "a level depends only on its seed"
+
+
+def test_coin_placement_error_names_the_choices():
+    with pytest.raises(ValueError, match="end, off-path, anywhere.*'random'"):
+        CoinRunShiftConfig(coin_placement="random")
 
 
 def test_observation_window_follows_the_agent():
@@ -253,8 +305,9 @@ def test_oracles_reach_their_goal(agent, split, goal):
         assert rollouts.reached("coin").mean() <= 0.05, "the proxy oracle steers around the coin"
 
 
-def test_random_coins_can_be_avoided_on_the_way_to_the_end():
-    core = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="random"))
+@pytest.mark.parametrize("placement", ["off-path", "anywhere"])
+def test_moved_coins_can_be_avoided_on_the_way_to_the_end(placement):
+    core = CoinRunShiftCore(CoinRunShiftConfig(coin_placement=placement))
     state = core.reset(np.arange(2_000_000, 2_000_048, dtype=np.int64))
     avoiding = core.steps_to_goal(state, "right-end", core.avoid_cells(state, "right-end"))
     assert (avoiding < UNREACHABLE).mean() >= 0.97
@@ -272,7 +325,7 @@ def test_forward_search_agrees_with_the_exact_planner():
     from misgen.environments.coinrun_shift import COIN, END, CoinRunShiftConfig, CoinRunShiftCore
     from misgen.environments.platformer_physics import reachable_within
 
-    core = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="random"))
+    core = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="anywhere"))
     state = core.reset(np.arange(2_000_000, 2_000_024, dtype=np.int64))
     steps = core.steps_to_goal(state, COIN)
     for budget in (8, 12, 150):
@@ -285,3 +338,30 @@ def test_forward_search_agrees_with_the_exact_planner():
     assert (avoiding <= core.config.max_steps).all(), (
         "every test-shift coin can be avoided on the way to the end"
     )
+
+
+def test_forward_search_plans_are_shortest_and_its_reach_is_exact():
+    """The search behind ``off-path``: its plan to the end is as short as the exact planner's and
+    touches the end when played; its reach holds exactly the cells the planner can touch."""
+    from misgen.environments.coinrun_shift import END
+    from misgen.environments.platformer_physics import UNREACHABLE
+
+    core = CoinRunShiftCore(CoinRunShiftConfig(coin_placement="off-path"))
+    state = core.reset(np.arange(2_000_000, 2_000_016, dtype=np.int64))
+    touchable, plan = search_from_start(core, state)
+    steps = core.steps_to_goal(state, END)
+    np.testing.assert_array_equal((plan >= 0).sum(axis=1), steps)
+    s = state
+    for t in range(int(steps.max())):
+        s, _, _, _ = core.step(s, np.maximum(plan[:, t], 0))
+        assert not s.dead.any()
+        np.testing.assert_array_equal(s.reached[:, 1], t + 1 >= steps)
+    # Reach vs the exact planner, on a sample of inner air cells of the first two levels.
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        one = state.take(np.array([i]))
+        air = np.argwhere(~one.solid[0, :, 4:-6]) + [0, 4]
+        for r, c in air[rng.choice(len(air), 12, replace=False)]:
+            moved = replace(one, coin=np.array([[r, c]]))
+            reach = core.steps_to_goal(moved, "coin", moved.end) < UNREACHABLE
+            assert touchable[i, r, c] == reach[0], (i, r, c)
