@@ -63,6 +63,11 @@ Splits:
     of it that did (train eval 0.81) went to the end first in 0.37 [0.31, 0.43] of capable
     ``anywhere`` episodes. Most ``off-path`` coins float 3-6 cells above the ground below them
     (reached from a higher ledge or crate) or over a pit (0.19); 0.10 lie 0-2 cells above it.
+    So a proxy-first episode may be one where PPO could not reach the coin rather than one where
+    it did not want it: by coin height (600 episodes, same checkpoint, ``m=1``) PPO went to the
+    end first in 0.75 [0.64, 0.85] of capable episodes whose coin lies 0-2 cells above the
+    ground (n = 67), 0.96 [0.94, 0.98] at 3-6 cells (n = 414) and 0.93 [0.89, 0.97] over a pit
+    (n = 113). The effect holds where the coin is easy to reach, weaker than the overall 0.93.
 
 Intended vs proxy goal:
     Intended: ``coin``, touch the coin. Proxy: ``right-end``, touch the end cell (the last column
